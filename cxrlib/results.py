@@ -1,0 +1,161 @@
+"""The results store: tidy tables, written atomically, one folder per finished fold.
+
+Layout of one run (``results/<run>/``)::
+
+    profile.json                       the profile the run was made with
+    folds.csv                          image_id, label, patient_id, source, fold (fold = test fold)
+    <config>/fold-<k>/predictions.csv  one row per test image: image_id, fold, label, patient_id,
+                                       source, p_<class> for every class of the profile
+    <config>/fold-<k>/history.csv      one row per epoch: epoch, loss, accuracy, val_loss, ...
+    <config>/fold-<k>/fold.json        config, strategy, trainable_blocks, counts, timings,
+                                       images/s, best epoch, environment (packages, backend,
+                                       device, git commit)
+
+A fold's folder is first written under a temporary name and then renamed in one step, so a
+fold folder exists if and only if the fold finished: a killed run leaves no half-written fold,
+a rerun skips the finished ones, and folds finished on different machines combine by copying
+their folders into one run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths
+from .profiles import Profile
+
+FOLD_FILES = ("predictions.csv", "history.csv", "fold.json")
+
+
+def run_dir(run: str, root: str | Path | None = None) -> Path:
+    return (Path(root) if root is not None else paths.results_dir()) / run
+
+
+def fold_dir(run_path: Path, config: str, fold: int) -> Path:
+    return Path(run_path) / config / f"fold-{fold:02d}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_profile(run_path: Path, profile: Profile) -> None:
+    """Record the profile of a new run; refuse to add folds made with different settings."""
+    path = Path(run_path) / "profile.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != profile.to_dict():
+            changed = sorted(k for k in set(stored) | set(profile.to_dict())
+                             if stored.get(k) != profile.to_dict().get(k))
+            raise ValueError(
+                f"{path} was made with other settings (differences: {changed}). Finished folds "
+                f"of different settings must not be mixed: choose another run name "
+                f"(--run NAME) or move {run_path} away.")
+        return
+    write_text_atomic(path, profile.to_json() + "\n")
+
+
+def read_profile(run_path: Path) -> Profile:
+    return Profile.from_dict(json.loads((Path(run_path) / "profile.json").read_text()))
+
+
+def write_folds(run_path: Path, folds: pd.DataFrame) -> pd.DataFrame:
+    """Store the fold assignment once; later calls must agree with it (same seed, same data)."""
+    path = Path(run_path) / "folds.csv"
+    folds = folds[["image_id", "label", "patient_id", "source", "fold"]].reset_index(drop=True)
+    if path.exists():
+        stored = read_folds(run_path)
+        if not stored.equals(folds.astype({"fold": int})):
+            raise ValueError(
+                f"{path} holds another fold assignment than this data and seed give. Was the "
+                f"dataset re-curated with other inputs? Use another run name or move "
+                f"{run_path} away.")
+        return stored
+    write_text_atomic(path, folds.to_csv(index=False))
+    return folds
+
+
+def read_folds(run_path: Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_path) / "folds.csv", dtype={"image_id": str, "patient_id": str},
+                       keep_default_na=False).astype({"fold": int})
+
+
+def is_done(run_path: Path, config: str, fold: int) -> bool:
+    return (fold_dir(run_path, config, fold) / "fold.json").is_file()
+
+
+def done_folds(run_path: Path, config: str) -> list[int]:
+    base = Path(run_path) / config
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name.split("-")[1]) for p in base.glob("fold-[0-9][0-9]")
+                  if (p / "fold.json").is_file())
+
+
+def write_fold(run_path: Path, config: str, fold: int, predictions: pd.DataFrame,
+               history: pd.DataFrame, info: dict) -> Path:
+    """Write one finished fold atomically; if another worker finished it first, keep theirs."""
+    final = fold_dir(run_path, config, fold)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        predictions.to_csv(tmp / "predictions.csv", index=False, float_format="%.6g")
+        history.to_csv(tmp / "history.csv", index=False, float_format="%.6g")
+        (tmp / "fold.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not is_done(run_path, config, fold):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_predictions(run_path: Path, config: str, folds=None) -> pd.DataFrame:
+    """Out-of-fold predictions of the finished folds of ``config`` (all, or those in ``folds``)."""
+    done = done_folds(run_path, config)
+    chosen = [f for f in done if folds is None or f in folds]
+    if not chosen:
+        return pd.DataFrame()
+    frames = [pd.read_csv(fold_dir(run_path, config, f) / "predictions.csv",
+                          dtype={"image_id": str, "patient_id": str}, keep_default_na=False)
+              for f in chosen]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_history(run_path: Path, config: str) -> pd.DataFrame:
+    frames = []
+    for f in done_folds(run_path, config):
+        h = pd.read_csv(fold_dir(run_path, config, f) / "history.csv")
+        h.insert(0, "fold", f)
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_fold_info(run_path: Path, config: str) -> pd.DataFrame:
+    """One row per finished fold: the scalar fields of ``fold.json`` (nested ones flattened)."""
+    rows = [json.loads((fold_dir(run_path, config, f) / "fold.json").read_text())
+            for f in done_folds(run_path, config)]
+    return pd.json_normalize(rows) if rows else pd.DataFrame()
+
+
+def list_runs(root: str | Path | None = None) -> list[str]:
+    base = Path(root) if root is not None else paths.results_dir()
+    return sorted(p.parent.name for p in base.glob("*/profile.json"))
