@@ -1,0 +1,399 @@
+"""The one command: run the whole paper for a profile with papermill, then build the book.
+
+``python -m cxrlib book [--profile default] [--run NAME] [--data DIR] [--skip-run] [--only-book]``
+
+1. Executes the text notebooks in ``notebooks/`` in order, each with the parameters ``profile``,
+   ``run`` and ``data`` (those its parameters cell declares): curation; off-the-shelf;
+   fine-tuning once per ``fine_tune_<n>`` configuration of the profile (``trainable_blocks=n``);
+   from scratch; results. Strategies whose configurations the profile leaves out are skipped.
+   Every executed notebook is kept as a run record, ``runs/<run>/<NN_name>.ipynb`` (outside
+   git). A notebook whose record is up to date (same notebook text, parameters, library code
+   and inputs, and for a strategy every fold finished) is not executed again, so a rerun with
+   nothing changed trains nothing and starts no kernel; a killed run resumes at the first
+   unfinished fold (the CV loop skips finished folds).
+2. Builds the book with ``jupyter-book build`` (warnings are errors, nitpicky), after vendoring
+   the JavaScript the pages load (:mod:`cxrlib.vendor`). The chapters read stored results and
+   are executed through jupyter-cache, which keys on cell code only; so this module
+   fingerprints what the chapters read (the results store, the curated summaries, the library
+   code) and clears the execution cache when that changed since the last build.
+
+The chapters show the run named by the environment variable ``CXRLIB_BOOK_RUN``, which this
+command sets (see :func:`choose_book_run`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths, results
+from .profiles import PROFILES, Profile, get_profile, parse_config
+
+CURATION_NOTEBOOK = "01_data_curation"
+STRATEGY_NOTEBOOKS = {
+    "off_the_shelf": "02_off_the_shelf",
+    "fine_tune": "03_fine_tuning",
+    "from_scratch": "04_from_scratch",
+}
+RESULTS_NOTEBOOK = "05_results"
+#: The environment variable the book's chapters read to know which run to show.
+BOOK_RUN_ENV = "CXRLIB_BOOK_RUN"
+#: Where the last successful build's input fingerprint is kept, inside ``_build/``.
+FINGERPRINT_FILE = "cxrlib-book-inputs.json"
+RECORD_KEY = "cxrlib"  # notebook metadata key of a run record's provenance
+
+
+@dataclass(frozen=True)
+class NotebookStep:
+    """One papermill execution: which notebook, with which parameters, recorded where."""
+
+    notebook: str                 # stem in notebooks/, e.g. "03_fine_tuning"
+    record: str                   # run record file name, e.g. "03_fine_tuning-blocks07.ipynb"
+    parameters: dict = field(default_factory=dict)
+    config: str | None = None     # the configuration a strategy notebook trains, else None
+
+
+def plan_notebooks(profile: Profile, run: str, data: str = "", folds: str = "",
+                   training: bool = True) -> list[NotebookStep]:
+    """The notebooks to execute for ``profile``, in order (no training ones if not ``training``)."""
+    common = {"profile": profile.name, "run": run, "data": data}
+    steps = [NotebookStep(CURATION_NOTEBOOK, f"{CURATION_NOTEBOOK}.ipynb", dict(common))]
+    if training:
+        for strategy in ("off_the_shelf", "fine_tune", "from_scratch"):
+            for config in profile.configs:
+                name, blocks = parse_config(config)
+                if name != strategy:
+                    continue
+                notebook = STRATEGY_NOTEBOOKS[strategy]
+                params = dict(common, folds=folds)
+                record = f"{notebook}.ipynb"
+                if strategy == "fine_tune":
+                    params["trainable_blocks"] = blocks
+                    record = f"{notebook}-blocks{blocks:02d}.ipynb"
+                steps.append(NotebookStep(notebook, record, params, config))
+    steps.append(NotebookStep(RESULTS_NOTEBOOK, f"{RESULTS_NOTEBOOK}.ipynb", dict(common)))
+    return steps
+
+
+# --- fingerprints --------------------------------------------------------------------------
+
+def _hash_files(h, files, base: Path) -> None:
+    for path in files:
+        h.update(path.relative_to(base).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under ``folder`` except hidden ones (half-written folds are hidden temp folders)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def library_fingerprint() -> str:
+    """The library code and data the notebooks and chapters call (cxrlib/**.py, data files)."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    _hash_files(h, [p for p in _visible_files(package)
+                    if p.suffix in (".py", ".json", ".csv") and "__pycache__" not in p.parts],
+                package)
+    return h.hexdigest()
+
+
+def curated_dir_of_run(run_path: Path) -> Path | None:
+    """The curated dataset a stored run was made from (None if that cannot be told yet)."""
+    try:
+        from .curate import curated_dir_for
+        return Path(curated_dir_for(results.read_profile(run_path)))
+    except (ImportError, FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def book_inputs_fingerprint(book_run: str, results_root: Path | None = None) -> str:
+    """A digest of everything the chapters read, so the pipeline can tell when outputs are stale.
+
+    Covers the run shown, every stored run (chapters may compare with the demonstration run),
+    the curated summaries of those runs, the library code, and the settings the chapters read
+    from the environment.
+    """
+    results_root = Path(results_root) if results_root else paths.results_dir()
+    h = hashlib.sha256()
+    h.update(f"book_run={book_run}\0".encode())
+    for name in ("CXRLIB_SHOW_REAL_IMAGES", "CXRLIB_DATA", "KERAS_BACKEND"):
+        h.update(f"{name}={os.environ.get(name, '')}\0".encode())
+    _hash_files(h, _visible_files(results_root), results_root)
+    for run in results.list_runs(results_root):
+        curated = curated_dir_of_run(results_root / run)
+        if curated is not None:
+            summaries = [curated / n for n in ("curation.json", "manifest.csv")
+                         if (curated / n).is_file()]
+            h.update(f"curated:{run}\0".encode())
+            _hash_files(h, summaries, curated)
+    h.update(library_fingerprint().encode())
+    return h.hexdigest()
+
+
+def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run: str) -> str:
+    """What a notebook's record depends on; an equal key means its record is up to date."""
+    h = hashlib.sha256()
+    h.update(notebook_text.encode())
+    h.update(json.dumps(step.parameters, sort_keys=True).encode())
+    h.update(library_fingerprint().encode())
+    run_path = results.run_dir(run, results_root)
+    # A strategy notebook reads its configuration's folds; the results notebook reads them all.
+    if step.config is not None:
+        _hash_files(h, _visible_files(run_path / step.config), run_path)
+    elif step.notebook == RESULTS_NOTEBOOK:
+        _hash_files(h, _visible_files(run_path), run_path)
+    return h.hexdigest()
+
+
+# --- executing notebooks -------------------------------------------------------------------
+
+def declared_parameters(nb) -> list[str]:
+    """Names assigned in the notebook's cell tagged "parameters" (papermill's convention)."""
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=\n]+)?=", cell.source, re.MULTILINE)
+    return []
+
+
+def read_text_notebook(path: Path):
+    """A py:percent notebook as an nbformat notebook, run by the current interpreter's kernel."""
+    import jupytext
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: the book needs every notebook in notebooks/ "
+            f"(01_data_curation, 02_off_the_shelf, 03_fine_tuning, 04_from_scratch, 05_results)")
+    nb = jupytext.read(path)
+    # The native "python3" kernel is started with sys.executable, i.e. this environment.
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (cxrlib)",
+                                 "language": "python"}
+    return nb
+
+
+def record_is_current(record: Path, key: str) -> bool:
+    if not record.is_file():
+        return False
+    try:
+        meta = json.loads(record.read_text()).get("metadata", {}).get(RECORD_KEY, {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("key") == key and meta.get("status") == "completed"
+
+
+def folds_complete(profile: Profile, run: str, config: str, results_root: Path) -> bool:
+    done = results.done_folds(results.run_dir(run, results_root), config)
+    return done == list(range(profile.n_folds))
+
+
+def execute_step(step: NotebookStep, root: Path, records: Path, key_after, log=print) -> float:
+    """Execute one notebook with papermill into its run record; returns the seconds it took.
+
+    ``key_after()`` gives the record's key once the notebook has run (a strategy notebook
+    changes the folds its key covers). On failure the record keeps the executed cells and the
+    error, and the exception names it.
+    """
+    import nbformat
+    import papermill
+
+    nb = read_text_notebook(root / "notebooks" / f"{step.notebook}.py")
+    declared = declared_parameters(nb)
+    if not declared:
+        raise ValueError(f"notebooks/{step.notebook}.py has no cell tagged 'parameters': "
+                         f"add `# %% tags=[\"parameters\"]` above its parameter assignments")
+    parameters = {k: v for k, v in step.parameters.items() if k in declared}
+    record = records / step.record
+    records.mkdir(parents=True, exist_ok=True)
+    shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
+    log(f"[book] {step.notebook} ({shown}) -> {record}")
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(nb, str(record), parameters=parameters, kernel_name="python3",
+                                   cwd=str(root), progress_bar=False, log_output=False)
+    except papermill.PapermillExecutionError as error:
+        raise RuntimeError(
+            f"notebooks/{step.notebook}.py failed in cell {error.exec_count} with "
+            f"{error.ename}: {error.evalue}\nThe executed notebook, with the traceback, is "
+            f"{record}. Finished folds are kept; rerun the same command to resume.") from None
+    seconds = time.perf_counter() - started
+    executed = nbformat.read(record, as_version=4)
+    executed.metadata[RECORD_KEY] = {"key": key_after(), "status": "completed",
+                                     "parameters": parameters, "seconds": round(seconds, 1),
+                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = record.with_name(f".{record.name}.tmp")
+    nbformat.write(executed, tmp)
+    os.replace(tmp, record)
+    log(f"[book] {step.notebook} done in {seconds:.0f} s")
+    return seconds
+
+
+def run_notebooks(profile: Profile, run: str, data: str, folds: str, training: bool,
+                  force: bool, root: Path, results_root: Path, log=print) -> dict[str, float]:
+    """Execute the planned notebooks, skipping those whose record is up to date."""
+    records = paths.runs_dir() / run
+    timings = {}
+    for step in plan_notebooks(profile, run, data, folds, training):
+        source = root / "notebooks" / f"{step.notebook}.py"
+        if not source.is_file():
+            read_text_notebook(source)  # raises the clear error
+        text = source.read_text()
+
+        def key(step=step, text=text):
+            return notebook_key(step, text, results_root, run)
+
+        complete = step.config is None or folds_complete(profile, run, step.config, results_root)
+        if not force and complete and record_is_current(records / step.record, key()):
+            log(f"[book] {step.record}: up to date, not executed")
+            timings[step.record] = 0.0
+            continue
+        timings[step.record] = execute_step(step, root, records, key, log=log)
+    return timings
+
+
+# --- building the book ---------------------------------------------------------------------
+
+def choose_book_run(run: str, profile: Profile, results_root: Path) -> str:
+    """The run the chapters show.
+
+    The run just made, unless it is synthetic and the results store also holds a real-data run:
+    then the real one (the report's choice, :func:`cxrlib.report.book_run`), because the book
+    presents real findings when it has them and the synthetic run only as a demonstration.
+    """
+    if profile.dataset == "real":
+        return run
+    real = []
+    for name in results.list_runs(results_root):
+        try:
+            if results.read_profile(results.run_dir(name, results_root)).dataset == "real":
+                real.append(name)
+        except (ValueError, KeyError, json.JSONDecodeError):
+            continue
+    if not real:
+        return run
+    try:
+        from .report import book_run
+        chosen = book_run(results_root)
+        return Path(chosen).name if chosen else run
+    except ImportError:
+        return real[0]
+
+
+def stored_fingerprint(build_dir: Path) -> str | None:
+    path = build_dir / FINGERPRINT_FILE
+    try:
+        return json.loads(path.read_text())["fingerprint"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def clear_execution_cache(build_dir: Path, log=print) -> None:
+    """Forget executed chapter outputs (jupyter-cache) and Sphinx's parsed pages."""
+    for name in (".jupyter_cache", ".doctrees"):
+        if (build_dir / name).exists():
+            shutil.rmtree(build_dir / name)
+    log("[book] chapter inputs changed since the last build: execution cache cleared")
+
+
+def jupyter_book_command(root: Path) -> list[str]:
+    script = Path(sys.executable).with_name("jupyter-book")
+    exe = [str(script)] if script.exists() else [sys.executable, "-m", "jupyter_book.cli.main"]
+    # -W: warnings are errors (--keep-going shows them all); -n: nitpicky references.
+    return exe + ["build", str(root), "-W", "-n", "--keep-going"]
+
+
+def build_book(book_run: str, root: Path, results_root: Path, log=print) -> float:
+    from .vendor import vendor
+
+    started = time.perf_counter()
+    vendor(root, log=log)
+    build_dir = root / "_build"
+    fingerprint = book_inputs_fingerprint(book_run, results_root)
+    if stored_fingerprint(build_dir) != fingerprint:
+        clear_execution_cache(build_dir, log=log)
+    cmd = jupyter_book_command(root)
+    log(f"[book] {' '.join(cmd)} (showing run {book_run!r})")
+    done = subprocess.run(cmd, cwd=root, env=dict(os.environ))
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"jupyter-book build failed (exit {done.returncode}); the warnings and errors are "
+            f"above. A chapter that failed to execute leaves its log in "
+            f"{build_dir / 'html' / 'reports'}.")
+    build_dir.mkdir(exist_ok=True)
+    results.write_text_atomic(build_dir / FINGERPRINT_FILE, json.dumps(
+        {"fingerprint": fingerprint, "book_run": book_run}, indent=2) + "\n")
+    seconds = time.perf_counter() - started
+    log(f"[book] built {build_dir / 'html' / 'index.html'} in {seconds:.0f} s")
+    return seconds
+
+
+def kernel_environment(root: Path, book_run: str | None = None) -> None:
+    """Settings the notebook kernels and the book build inherit from this process."""
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    if str(root) not in pythonpath.split(os.pathsep):
+        # Kernels run in notebooks/ and book/: make the checkout's cxrlib importable there.
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), pythonpath) if p)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if book_run is not None:
+        os.environ[BOOK_RUN_ENV] = book_run
+
+
+# --- command line --------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                        help="run profile (cxrlib/profiles.py); default: %(default)s")
+    parser.add_argument("--run", default="",
+                        help="results run name (default: the profile's name)")
+    parser.add_argument("--data", default="",
+                        help="folder with the real sources (default: synthetic for a synthetic "
+                             "profile, ../shared/data or $CXRLIB_DATA for a real one)")
+    parser.add_argument("--folds", default="",
+                        help="only these test folds, e.g. 0,1 (default: all)")
+    parser.add_argument("--skip-run", action="store_true",
+                        help="do not execute the training notebooks (02-04); curate, report "
+                             "and build the book from the results already stored")
+    parser.add_argument("--only-book", action="store_true",
+                        help="execute no notebook; only build the book from stored results")
+    parser.add_argument("--force", action="store_true",
+                        help="execute every notebook even when its run record is up to date")
+    parser.add_argument("--book-run", default="",
+                        help="the run the chapters show (default: this run, or a stored "
+                             "real-data run when this one is synthetic)")
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    root = paths.root()
+    results_root = paths.results_dir()
+    profile = get_profile(args.profile)
+    run = args.run or profile.name
+    kernel_environment(root)
+    timings: dict[str, float] = {}
+    if not args.only_book:
+        timings = run_notebooks(profile, run, args.data, args.folds,
+                                training=not args.skip_run, force=args.force, root=root,
+                                results_root=results_root)
+    book_run = args.book_run or choose_book_run(run, profile, results_root)
+    kernel_environment(root, book_run)
+    timings["book"] = build_book(book_run, root, results_root)
+    total = time.perf_counter() - started
+    summary = {"profile": profile.name, "run": run, "book_run": book_run,
+               "seconds_total": round(total, 1),
+               "seconds": {k: round(v, 1) for k, v in timings.items()},
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    records = paths.runs_dir() / run
+    records.mkdir(parents=True, exist_ok=True)
+    results.write_text_atomic(records / "pipeline.json", json.dumps(summary, indent=2) + "\n")
+    print(f"[book] done in {total:.0f} s: {root / '_build' / 'html' / 'index.html'}")
+    return 0
