@@ -1,0 +1,727 @@
+"""Tables and figures for the notebooks and the book, read from the results store only.
+
+Nothing here trains: every function reads ``results/<run>/`` (see :mod:`cxrlib.results`), scores
+it with :mod:`cxrlib.metrics` and lays the numbers out beside the paper's (from
+:mod:`cxrlib.paper`). Figures in this module are percentages, as the paper prints them; AUC stays a
+fraction.
+
+- per configuration: :func:`fold_table`, :func:`summary_table`, :func:`per_class_table`,
+  :func:`confusion_heatmap`, :func:`training_curves`;
+- against the paper: :func:`paper_table`, :func:`comparison_table`, :func:`comparison_matrices`,
+  :func:`comparison_figure`, :func:`fold_spread`;
+- for the book: :func:`book_run`, :func:`demo_run`, :func:`run_label`, :func:`prose_numbers`
+  and :func:`glue_numbers` (every number the chapters' prose uses, for ``myst_nb.glue``).
+
+A comparison says whether it is a like-for-like one (``comparable`` and ``note`` columns): a
+synthetic run never is; a run on another class set has an n-class accuracy that is not the
+paper's 7-class accuracy, while its COVID-19-vs-rest figures stay roughly comparable.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics, paper, paths, results
+from .profiles import PAPER_CONFIGS, Profile, parse_config
+
+#: Bootstrap settings for every interval the report shows (report settings, not run settings:
+#: they change no stored result, only how it is summarised).
+BOOTSTRAP_REPLICATES = 1000
+BOOTSTRAP_SEED = 2020
+#: The run the book shows can be forced with this variable (a run name or a folder).
+BOOK_RUN_VARIABLE = "CXRLIB_BOOK_RUN"
+#: Real-data runs the book prefers, best first.
+PREFERRED_REAL_RUNS = ("paper-bundle", "paper")
+DEMO_RUN = "default"
+
+#: The metric columns of the paper's Tables 1, 4 and 5, in its order.
+TABLE_METRICS = ("acc_2class", "acc_7class", "sensitivity", "specificity")
+TWO_CLASS_METRICS = ("acc_2class", "sensitivity", "specificity")
+METRIC_LABELS = {
+    "acc_2class": "2-class accuracy", "acc_7class": "7-class accuracy",
+    "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
+    "auc": "ROC AUC (COVID-19)",
+}
+FINE_TUNE_CONFIGS = tuple(c for c in PAPER_CONFIGS if c.startswith("fine_tune_"))
+#: Which configurations each of the paper's tables is about, and its key in reported.json.
+TABLE_CONFIGS = {1: ("off_the_shelf",), 2: ("off_the_shelf",), 3: ("off_the_shelf",),
+                 4: FINE_TUNE_CONFIGS, 5: ("from_scratch",), 6: ("from_scratch",),
+                 7: ("from_scratch",)}
+TABLE_KEYS = {1: "table1_off_the_shelf", 2: "table2_off_the_shelf_confusion_7class",
+              3: "table3_off_the_shelf_confusion_2class", 4: "table4_fine_tuning",
+              5: "table5_from_scratch", 6: "table6_from_scratch_confusion_7class",
+              7: "table7_from_scratch_confusion_2class"}
+TABLE_TITLES = {
+    1: "Off-the-shelf ImageNet features: accuracies, sensitivity, specificity",
+    2: "Off-the-shelf ImageNet features: 7-class confusion matrix",
+    3: "Off-the-shelf ImageNet features: COVID-19 against the rest",
+    4: "Fine-tuning the top blocks: accuracies, sensitivity, specificity",
+    5: "Training from scratch: accuracies, sensitivity, specificity",
+    6: "Training from scratch: 7-class confusion matrix",
+    7: "Training from scratch: COVID-19 against the rest",
+}
+FIGURE_TABLES = (1, 4, 5)
+SEVEN_CLASS_MATRICES = (2, 6)
+TWO_CLASS_MATRICES = (3, 7)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs, configurations and labels
+
+
+def as_run_path(run_path: str | Path) -> Path:
+    """A run folder, given as a folder or as a run name under the results store."""
+    path = Path(run_path)
+    if not path.exists() and not path.is_absolute() and len(path.parts) == 1:
+        return results.run_dir(str(path))
+    return path
+
+
+def config_label(config: str) -> str:
+    """How the paper names a configuration in its tables (in our spelling)."""
+    strategy, blocks = parse_config(config)
+    return {"off_the_shelf": "Off-the-shelf features", "from_scratch": "Training from scratch",
+            "fine_tune": f"Fine-tuning {blocks}"}[strategy]
+
+
+def run_profile(run_path: str | Path) -> Profile | None:
+    path = as_run_path(run_path) / "profile.json"
+    return results.read_profile(path.parent) if path.is_file() else None
+
+
+def run_classes(run_path: str | Path) -> tuple[str, ...]:
+    profile = run_profile(run_path)
+    return tuple(profile.classes) if profile else paper.CLASSES
+
+
+def run_configs(run_path: str | Path) -> tuple[str, ...]:
+    """The run's configurations: the profile's, then any others that have results, paper order."""
+    run_path = as_run_path(run_path)
+    profile = run_profile(run_path)
+    listed = list(profile.configs) if profile else []
+    found = sorted(p.name for p in run_path.glob("*") if p.is_dir() and results.done_folds(
+        run_path, p.name)) if run_path.is_dir() else []
+    extra = [c for c in found if c not in listed and _is_config(c)]
+    order = {c: i for i, c in enumerate(PAPER_CONFIGS)}
+    return tuple(listed + sorted(extra, key=lambda c: (order.get(c, len(order)), c)))
+
+
+def _is_config(name: str) -> bool:
+    try:
+        parse_config(name)
+        return True
+    except ValueError:
+        return False
+
+
+def has_results(run_path: str | Path, config: str) -> bool:
+    return bool(results.done_folds(as_run_path(run_path), config))
+
+
+def missing_note(run_path: str | Path, config: str) -> str:
+    """What to run to fill an empty configuration (Markdown)."""
+    run_path = as_run_path(run_path)
+    profile = run_profile(run_path)
+    name = profile.name if profile else "PROFILE"
+    expected = profile.n_folds if profile else "?"
+    done = results.done_folds(run_path, config)
+    run_opt = "" if run_path.name == name else f" --run {run_path.name}"
+    command = f"python -m cxrlib run --profile {name} --configs {config}{run_opt}"
+    if not done:
+        return (f"**{config_label(config)}**: no finished folds in run `{run_path.name}` yet. "
+                f"Run `{command}` (it resumes where it stopped).")
+    return (f"**{config_label(config)}**: {len(done)} of {expected} folds finished in run "
+            f"`{run_path.name}`; the figures below use those only. Run `{command}` to finish.")
+
+
+def fold_infos(run_path: str | Path) -> pd.DataFrame:
+    """Every finished fold's ``fold.json`` of the run (all configurations), flattened."""
+    run_path = as_run_path(run_path)
+    rows = []
+    for config in run_configs(run_path):
+        for fold in results.done_folds(run_path, config):
+            path = results.fold_dir(run_path, config, fold) / "fold.json"
+            info = json.loads(path.read_text())
+            info.setdefault("config", config)
+            info.setdefault("fold", fold)
+            info["_written"] = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+            rows.append(info)
+    return pd.json_normalize(rows) if rows else pd.DataFrame()
+
+
+def _first_column(frame: pd.DataFrame, candidates: tuple[str, ...]) -> pd.Series | None:
+    """The first column among ``candidates``; failing that, one whose last name part matches."""
+    for name in candidates:
+        if name in frame.columns:
+            return frame[name]
+    for name in candidates:
+        for column in frame.columns:
+            if str(column).split(".")[-1] == name:
+                return frame[column]
+    return None
+
+
+def _distinct(series: pd.Series | None) -> list[str]:
+    if series is None:
+        return []
+    return sorted({str(v) for v in series.dropna() if str(v) not in ("", "nan")})
+
+
+def run_environment(run_path: str | Path) -> dict:
+    """Devices, backends, commits and dates of a run's finished folds (missing fields: [])."""
+    infos = fold_infos(run_path)
+    if infos.empty:
+        return {"folds": 0, "devices": [], "backends": [], "commits": [], "first": None,
+                "last": None}
+    dates = _first_column(infos, ("finished_at", "finished", "end_time", "date", "timestamp"))
+    when = pd.to_datetime(dates, errors="coerce", utc=True) if dates is not None else \
+        pd.Series(pd.NaT, index=infos.index)
+    when = when.fillna(infos["_written"])
+    return {
+        "folds": len(infos),
+        "devices": _distinct(_first_column(infos, ("environment.device", "device"))),
+        "backends": _distinct(_first_column(infos, ("environment.keras_backend",
+                                                    "keras_backend", "backend"))),
+        "commits": _distinct(_first_column(infos, ("environment.git_commit", "git_commit"))),
+        "first": when.min().date().isoformat(),
+        "last": when.max().date().isoformat(),
+    }
+
+
+def run_label(run_path: str | Path) -> str:
+    """A one-line banner saying what a run is (synthetic demonstration or real data)."""
+    run_path = as_run_path(run_path)
+    profile = run_profile(run_path)
+    if profile is None:
+        return f"No results yet: {run_path} holds no run (no profile.json)."
+    if profile.dataset != "real":
+        return f"Demonstration on synthetic data (profile {profile.name}, not findings)"
+    env = run_environment(run_path)
+    dates = env["first"] if env["first"] == env["last"] else f"{env['first']} to {env['last']}"
+    return (f"Real data: {', '.join(profile.classes)}; profile {profile.name}; "
+            f"device {' + '.join(env['devices']) or 'unknown'}; "
+            f"backend {' + '.join(env['backends']) or 'unknown'}; "
+            f"date {dates or 'unknown'}")
+
+
+def _runs_with_results(root: Path) -> list[str]:
+    return [r for r in results.list_runs(root)
+            if any(results.done_folds(root / r, c) for c in run_configs(root / r))]
+
+
+def book_run(results_root: str | Path | None = None) -> Path:
+    """The run the book shows.
+
+    ``$CXRLIB_BOOK_RUN`` (a run name or a folder) when set; otherwise a committed real-data run
+    (``paper-bundle``, then ``paper``, then any other real one); otherwise the synthetic
+    ``default`` demonstration; otherwise any run with results. May not exist yet: the chapters
+    then say what is missing.
+    """
+    root = Path(results_root) if results_root is not None else paths.results_dir()
+    forced = os.environ.get(BOOK_RUN_VARIABLE, "").strip()
+    if forced:
+        path = Path(forced)
+        return path if len(path.parts) > 1 or path.is_absolute() else root / forced
+    with_results = _runs_with_results(root)
+    real = [r for r in with_results if results.read_profile(root / r).dataset == "real"]
+    for name in PREFERRED_REAL_RUNS:
+        if name in real:
+            return root / name
+    if real:
+        return root / real[0]
+    if DEMO_RUN in with_results or (root / DEMO_RUN / "profile.json").is_file():
+        return root / DEMO_RUN
+    return root / with_results[0] if with_results else root / DEMO_RUN
+
+
+def demo_run(results_root: str | Path | None = None) -> Path | None:
+    """The synthetic ``default`` demonstration run, if it exists."""
+    root = Path(results_root) if results_root is not None else paths.results_dir()
+    profile = run_profile(root / DEMO_RUN)
+    return root / DEMO_RUN if profile is not None and profile.dataset == "synthetic" else None
+
+
+# --------------------------------------------------------------------------------------------
+# One configuration
+
+
+def predictions(run_path: str | Path, config: str) -> pd.DataFrame:
+    return results.read_predictions(as_run_path(run_path), config)
+
+
+def _signature(run_path: Path, config: str) -> tuple:
+    """What a configuration's scores depend on: its finished folds and their files' times."""
+    return tuple((f, (results.fold_dir(run_path, config, f) / "predictions.csv").stat().st_mtime_ns)
+                 for f in results.done_folds(run_path, config))
+
+
+@lru_cache(maxsize=64)
+def _cached_summary(run: str, config: str, signature: tuple, n_boot: int, seed: int):
+    run_path = Path(run)
+    return metrics.summary(predictions(run_path, config), run_classes(run_path),
+                           n_boot=n_boot, seed=seed)
+
+
+def config_summary(run_path: str | Path, config: str, n_boot: int = BOOTSTRAP_REPLICATES,
+                   seed: int = BOOTSTRAP_SEED) -> pd.DataFrame | None:
+    """:func:`cxrlib.metrics.summary` of one configuration (fractions), None without results."""
+    run_path = as_run_path(run_path)
+    signature = _signature(run_path, config)
+    if not signature:
+        return None
+    return _cached_summary(str(run_path), config, signature, n_boot, seed).copy()
+
+
+def summary_table(run_path: str | Path, config: str, n_boot: int = BOOTSTRAP_REPLICATES,
+                  seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """A configuration's figures for display: metric, value, fold sd and 95% CI (percent)."""
+    s = config_summary(run_path, config, n_boot, seed)
+    columns = ["metric", "value", "fold_sd", "ci_low", "ci_high", "n_folds"]
+    if s is None:
+        return pd.DataFrame(columns=columns)
+    n = len(s.attrs["classes"])
+    out = s[columns].copy()
+    scale = np.where(out["metric"] == "auc", 1.0, 100.0)
+    for column in ("value", "fold_sd", "ci_low", "ci_high"):
+        out[column] = out[column] * scale
+    out["metric"] = [f"{n}-class accuracy (%)" if m == "accuracy" else
+                     METRIC_LABELS[m] + ("" if m == "auc" else " (%)") for m in out["metric"]]
+    return out.set_index("metric")
+
+
+def fold_table(run_path: str | Path, config: str) -> pd.DataFrame:
+    """One row per finished fold: fold, n_test, accuracies, sensitivity, specificity (percent),
+    epochs_run, train_seconds and training images/s (from fold.json; NaN when not recorded)."""
+    run_path = as_run_path(run_path)
+    columns = ["fold", "n_test", "accuracy", "acc_2class", "sensitivity", "specificity",
+               "epochs_run", "train_seconds", "images_per_s"]
+    pred = predictions(run_path, config)
+    if pred.empty:
+        return pd.DataFrame(columns=columns)
+    table = metrics.fold_metrics(pred, run_classes(run_path)).rename(columns={"n": "n_test"})
+    for column in ("accuracy", "acc_2class", "sensitivity", "specificity"):
+        table[column] = table[column] * 100 if column in table else np.nan
+    info = results.read_fold_info(run_path, config)
+    fields = {"epochs_run": ("epochs_run",), "train_seconds": ("train_seconds",),
+              "images_per_s": ("train_images_per_second", "images_per_second")}
+    for column, candidates in fields.items():
+        values = _first_column(info, candidates) if not info.empty else None
+        if values is not None and "fold" in info:
+            table[column] = table["fold"].map(dict(zip(info["fold"].astype(int), values)))
+        else:
+            table[column] = np.nan
+    return table[columns]
+
+
+def per_class_table(run_path: str | Path, config: str) -> pd.DataFrame:
+    """Precision, recall and F1 per class (percent) with support, pooled over folds."""
+    run_path = as_run_path(run_path)
+    pred = predictions(run_path, config)
+    if pred.empty:
+        return pd.DataFrame(columns=["precision", "recall", "f1", "support"])
+    table = metrics.per_class(pred, run_classes(run_path))
+    table[["precision", "recall", "f1"]] *= 100
+    return table
+
+
+def confusion_matrix(run_path: str | Path, config: str) -> pd.DataFrame | None:
+    """The pooled confusion matrix (rows predicted, columns actual), None without results."""
+    run_path = as_run_path(run_path)
+    pred = predictions(run_path, config)
+    return None if pred.empty else metrics.confusion(pred, run_classes(run_path))
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def _figure(*args, **kwargs):
+    # pyplot (not a bare Figure) so that Jupyter's inline backend knows how to show it; each
+    # figure is closed before it is returned, so a notebook shows it once, where it is returned.
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    plt.close(fig)
+    return fig, axes
+
+
+def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
+    """Counts annotated; colour = share of the actual class (column), so small classes show."""
+    counts = cm.to_numpy(dtype=float)
+    totals = counts.sum(axis=0, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
+                color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(cm.shape[1]), [str(c) for c in cm.columns], rotation=45, ha="right")
+    ax.set_yticks(range(cm.shape[0]), [str(c) for c in cm.index])
+    ax.set_xlabel("Actual class")
+    ax.set_ylabel("Predicted class")
+    ax.set_title(title, fontsize=10)
+
+
+def confusion_heatmap(cm_df: pd.DataFrame, title: str = ""):
+    """A confusion matrix as the paper prints it (rows predicted, columns actual), annotated."""
+    side = 1.6 + 0.55 * len(cm_df.columns)
+    fig, ax = _figure(figsize=(side + 0.8, side))
+    _draw_matrix(ax, cm_df, title)
+    fig.tight_layout()
+    return fig
+
+
+def _empty_figure(message: str):
+    fig, ax = _figure(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def training_curves(run_path: str | Path, config: str):
+    """Loss and accuracy per epoch for every finished fold: training solid, validation dashed."""
+    history = results.read_history(as_run_path(run_path), config)
+    if history.empty:
+        return _empty_figure(f"{config_label(config)}: no training history yet")
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = _figure(1, 2, figsize=(10, 3.4))
+    colours = matplotlib.colormaps["tab10"]
+    epoch = "epoch" if "epoch" in history else None
+    for ax, quantity in zip(axes, ("loss", "accuracy")):
+        for k, (fold, part) in enumerate(history.groupby("fold", sort=True)):
+            x = part[epoch] if epoch else np.arange(1, len(part) + 1)
+            for prefix, style in (("", "-"), ("val_", "--")):
+                if prefix + quantity in part:
+                    ax.plot(x, part[prefix + quantity], style, color=colours(k % 10),
+                            label=f"fold {fold}" if not prefix else None, linewidth=1.2)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(quantity)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{config_label(config)}: loss (solid train, dashed validation)",
+                      fontsize=10)
+    axes[1].set_title("accuracy", fontsize=10)
+    axes[1].legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def fold_spread(run_path: str | Path):
+    """Per-fold test accuracies of every configuration (points), their mean (bar) and, where
+    comparable, the paper's figure (red cross)."""
+    run_path = as_run_path(run_path)
+    configs = [c for c in run_configs(run_path) if has_results(run_path, c)]
+    if not configs:
+        return _empty_figure(f"No finished folds in run {run_path.name} yet")
+    classes = run_classes(run_path)
+    panels = [("accuracy", f"{len(classes)}-class accuracy (%)", "acc_7class")]
+    if paper.POSITIVE_CLASS in classes:
+        panels.append(("acc_2class", "2-class accuracy (%)", "acc_2class"))
+    fig, axes = _figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    rng = np.random.default_rng(0)  # fixed jitter: the figure does not change between builds
+    for ax, (column, ylabel, paper_metric) in zip(axes[0], panels):
+        comparable, _ = comparability(run_path, paper_metric)
+        for x, config in enumerate(configs):
+            folds = fold_table(run_path, config)[column].to_numpy(dtype=float)
+            ax.plot(x + rng.uniform(-0.12, 0.12, len(folds)), folds, "o", color="tab:blue",
+                    alpha=0.6, markersize=4, label="test fold" if x == 0 else None)
+            ax.plot([x - 0.25, x + 0.25], [np.nanmean(folds)] * 2, color="black",
+                    linewidth=2, label="mean of folds" if x == 0 else None)
+            reported = paper_figure(config, paper_metric)
+            if comparable and reported is not None:
+                ax.plot(x, reported, "x", color="tab:red", markersize=9, mew=2,
+                        label="paper" if x == 0 else None)
+        ax.set_xticks(range(len(configs)), [config_label(c) for c in configs], rotation=40,
+                      ha="right")
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Spread across test folds, run {run_path.name}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's tables, and ours beside them
+
+
+def paper_figure(config: str, metric: str) -> float | None:
+    """A figure of the paper's Tables 1, 4 or 5 (percent), None where it prints none."""
+    tables = paper.reported()["tables"]
+    strategy, blocks = parse_config(config)
+    if strategy == "fine_tune":
+        row = tables["table4_fine_tuning"].get(str(blocks))
+    else:
+        row = tables[TABLE_KEYS[1 if strategy == "off_the_shelf" else 5]]
+    return None if row is None else row.get(metric)
+
+
+def paper_table(n: int) -> pd.DataFrame:
+    """The paper's Table ``n`` (1-7) as a frame; confusion matrices rows predicted, columns actual."""
+    tables = paper.reported()["tables"]
+    if n in FIGURE_TABLES:
+        rows = {c: {"strategy": config_label(c), **{m: paper_figure(c, m) for m in TABLE_METRICS}}
+                for c in TABLE_CONFIGS[n]}
+        frame = pd.DataFrame.from_dict(rows, orient="index").astype(
+            {m: float for m in TABLE_METRICS})
+        frame.index.name = "configuration"
+        return frame
+    if n in SEVEN_CLASS_MATRICES:
+        classes = paper.reported()["classes"]
+        return pd.DataFrame(tables[TABLE_KEYS[n]], index=pd.Index(classes, name="predicted"),
+                            columns=pd.Index(classes, name="actual"))
+    if n in TWO_CLASS_MATRICES:
+        return metrics.two_by_two(tables[TABLE_KEYS[n]])
+    raise ValueError(f"the paper has Tables 1 to 7; there is no Table {n}")
+
+
+def comparability(run_path: str | Path, metric: str) -> tuple[bool, str]:
+    """Whether our figure ``metric`` ("acc_7class", a 2-class metric, or "matrix7"/"matrix2")
+    compares like for like with the paper's, and if not (or only partly) why."""
+    profile = run_profile(run_path)
+    if profile is None:
+        return False, "no results"
+    if profile.dataset != "real":
+        return False, "synthetic demonstration data: shows the method, not comparable"
+    classes = tuple(profile.classes)
+    if classes == paper.CLASSES:
+        return True, ""
+    others = [c for c in classes if c != paper.POSITIVE_CLASS]
+    if metric in ("acc_7class", "matrix7"):
+        return False, (f"our run has {len(classes)} classes ({', '.join(classes)}): a "
+                       f"{len(classes)}-class figure, not the paper's 7-class one")
+    if paper.POSITIVE_CLASS not in classes:
+        return False, "our run has no COVID-19 class"
+    return True, (f"roughly: the non-COVID side holds {len(others)} of the paper's "
+                  f"{len(paper.CLASSES) - 1} other classes ({', '.join(others)})")
+
+
+def _our_figure(summary: pd.DataFrame | None, metric: str) -> tuple[float, float, float, float]:
+    """(value, ci_low, ci_high, fold_sd) in percent for a paper metric name; NaN if absent."""
+    key = "accuracy" if metric == "acc_7class" else metric
+    if summary is None or key not in set(summary["metric"]):
+        return (math.nan,) * 4
+    row = summary.set_index("metric").loc[key]
+    scale = 1.0 if key == "auc" else 100.0
+    return tuple(float(row[c]) * scale for c in ("value", "ci_low", "ci_high", "fold_sd"))
+
+
+def baselines(run_path: str | Path, metric: str) -> tuple[float, float]:
+    """The "always not COVID-19" answer's figure on our data and on the paper's counts (%)."""
+    if metric not in TWO_CLASS_METRICS:
+        return math.nan, math.nan
+    fixed = {"sensitivity": 0.0, "specificity": 100.0}
+    if metric in fixed:
+        return fixed[metric], fixed[metric]
+    ours = math.nan
+    run_path = as_run_path(run_path)
+    for config in run_configs(run_path):
+        pred = predictions(run_path, config)
+        if not pred.empty:
+            ours = 100 * metrics.not_covid_baseline(pred["label"])
+            break
+    return ours, 100 * metrics.not_covid_baseline(paper.class_counts())
+
+
+def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.DataFrame:
+    rows = []
+    for config in TABLE_CONFIGS[n]:
+        summary = config_summary(run_path, config, n_boot, seed)
+        for metric in TABLE_METRICS:
+            reported = paper_figure(config, metric)
+            value, low, high, sd = _our_figure(summary, metric)
+            comparable, note = comparability(run_path, metric)
+            if summary is None:
+                note = "no finished folds yet" + (f"; {note}" if note else "")
+            elif reported is None:
+                note = "the paper prints no figure here" + (f"; {note}" if note else "")
+            base_ours, base_paper = baselines(run_path, metric)
+            rows.append({
+                "configuration": config, "strategy": config_label(config),
+                "metric": METRIC_LABELS[metric],
+                "paper": math.nan if reported is None else float(reported),
+                "ours": value,
+                "difference": value - reported if reported is not None else math.nan,
+                "ci_low": low, "ci_high": high, "fold_sd": sd,
+                "n_folds": 0 if summary is None else int(summary["n_folds"].iloc[0]),
+                "baseline_ours": base_ours, "baseline_paper": base_paper,
+                "comparable": comparable, "note": note,
+            })
+    return pd.DataFrame(rows)
+
+
+def comparison_matrices(run_path: str | Path, n: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The paper's confusion matrix of Table ``n`` (2, 3, 6, 7) and ours (None without results)."""
+    if n not in SEVEN_CLASS_MATRICES + TWO_CLASS_MATRICES:
+        raise ValueError(f"Table {n} is not a confusion matrix (those are 2, 3, 6 and 7)")
+    run_path = as_run_path(run_path)
+    config = TABLE_CONFIGS[n][0]
+    ours = confusion_matrix(run_path, config)
+    if ours is not None and n in TWO_CLASS_MATRICES:
+        classes = run_classes(run_path)
+        ours = metrics.two_by_two(metrics.covid_vs_rest(predictions(run_path, config), classes)) \
+            if paper.POSITIVE_CLASS in classes else None
+    return paper_table(n), ours
+
+
+def _share_of_actual(cm: pd.DataFrame) -> pd.DataFrame:
+    return 100 * cm / cm.sum(axis=0).replace(0, np.nan)
+
+
+def _matrix_comparison(run_path: Path, n: int) -> pd.DataFrame:
+    theirs, ours = comparison_matrices(run_path, n)
+    comparable, note = comparability(run_path, "matrix7" if n in SEVEN_CLASS_MATRICES
+                                    else "acc_2class")
+    if ours is None:
+        note = "no finished folds yet" + (f"; {note}" if note else "")
+    tidy = theirs.stack().rename("paper").to_frame()
+    tidy["ours"] = ours.stack().astype(float) if ours is not None else np.nan
+    tidy["paper_pct"] = _share_of_actual(theirs).stack()
+    tidy["ours_pct"] = _share_of_actual(ours).stack() if ours is not None else np.nan
+    tidy["difference_pct"] = tidy["ours_pct"] - tidy["paper_pct"]
+    tidy["comparable"] = comparable
+    tidy["note"] = note
+    return tidy.reset_index()
+
+
+def comparison_table(run_path: str | Path, n: int, n_boot: int = BOOTSTRAP_REPLICATES,
+                     seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """The paper's Table ``n`` beside ours, as a tidy frame.
+
+    Tables 1, 4, 5: one row per (configuration, metric): paper, ours, difference (ours minus
+    paper, percentage points), our 95% patient-bootstrap interval and fold sd, the trivial
+    "always not COVID-19" answer on our data and on the paper's counts (2-class metrics), and
+    ``comparable``/``note``. Tables 2, 3, 6, 7: one row per matrix cell (predicted, actual):
+    the paper's count and ours, each also as a percentage of its actual class (so datasets of
+    other sizes compare), and their difference. ``attrs`` carry the table number and title.
+    """
+    run_path = as_run_path(run_path)
+    if n in FIGURE_TABLES:
+        frame = _figures_comparison(run_path, n, n_boot, seed)
+    else:
+        frame = _matrix_comparison(run_path, n)
+    frame.attrs.update({"table": n, "title": TABLE_TITLES[n], "run": run_path.name})
+    return frame
+
+
+def comparison_figure(run_path: str | Path, n: int):
+    """The paper's confusion matrix of Table ``n`` and ours, side by side, same colour scale."""
+    theirs, ours = comparison_matrices(run_path, n)
+    side = 1.6 + 0.55 * len(theirs.columns)
+    fig, axes = _figure(1, 2, figsize=(2 * side + 1.6, side))
+    _draw_matrix(axes[0], theirs, f"Paper, Table {n}")
+    if ours is None:
+        axes[1].axis("off")
+        axes[1].text(0.5, 0.5, "no results yet", ha="center", va="center")
+    else:
+        _draw_matrix(axes[1], ours, f"Ours, run {as_run_path(run_path).name}")
+    fig.suptitle(TABLE_TITLES[n] + " (colour: share of the actual class)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    """A comparison frame rounded and indexed for reading."""
+    if "predicted" in frame:
+        return frame.set_index(["predicted", "actual"]).round(2)
+    shown = frame.drop(columns=["configuration"]).set_index(["strategy", "metric"])
+    return shown.round(2)
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers for the book's prose (myst_nb glue)
+
+
+def _plain(value):
+    """A JSON/repr-friendly Python scalar (glue renders ``repr``: no numpy types)."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    return value
+
+
+def _text(value: float, low: float, high: float, unit: str = "%") -> str:
+    if math.isnan(value):
+        return "not available (no finished folds)"
+    interval = "" if math.isnan(low) else f" (95% CI {low:.2f} to {high:.2f})"
+    return f"{value:.2f}{unit}{interval}"
+
+
+def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
+                  seed: int = BOOTSTRAP_SEED) -> dict:
+    """Every number (and run fact) the chapters' prose uses, by glue name.
+
+    ``paper_<config>_<metric>``: the paper's Tables 1/4/5 (percent; absent where it prints none);
+    ``paper_total_images``, ``paper_covid_images``, ``paper_not_covid_baseline``;
+    ``ours_<config>_<metric>`` (metric: acc_2class, acc_nclass, sensitivity, specificity, auc)
+    with ``_ci_low``, ``_ci_high``, ``_sd``, and ``_text`` (a ready phrase that says "not
+    available" when the configuration has no results); ``diff_<config>_<metric>`` (ours minus
+    paper); ``ours_n_images``, ``ours_n_covid``, ``ours_n_classes``, ``ours_n_folds``,
+    ``ours_not_covid_baseline``, ``ours_best_config``, ``run_name``, ``run_label``,
+    ``configs_done``, ``configs_missing``.
+    """
+    run_path = as_run_path(run_path)
+    counts = paper.class_counts()
+    numbers: dict = {
+        "paper_total_images": paper.reported()["total_images"],
+        "paper_covid_images": counts[paper.POSITIVE_CLASS],
+        "paper_n_classes": len(paper.CLASSES),
+        "paper_not_covid_baseline": 100 * metrics.not_covid_baseline(counts),
+    }
+    for config in PAPER_CONFIGS:
+        for metric in TABLE_METRICS:
+            reported = paper_figure(config, metric)
+            if reported is not None:
+                numbers[f"paper_{config}_{metric}"] = float(reported)
+    profile = run_profile(run_path)
+    classes = run_classes(run_path)
+    configs = run_configs(run_path) or PAPER_CONFIGS
+    done = [c for c in configs if has_results(run_path, c)]
+    numbers.update({
+        "run_name": run_path.name, "run_label": run_label(run_path),
+        "ours_n_classes": len(classes),
+        "ours_n_folds": profile.n_folds if profile else 0,
+        "configs_done": ", ".join(config_label(c) for c in done) or "none",
+        "configs_missing": ", ".join(config_label(c) for c in configs if c not in done) or "none",
+    })
+    labels = None
+    if (run_path / "folds.csv").is_file():
+        labels = results.read_folds(run_path)["label"]
+    elif done:
+        labels = predictions(run_path, done[0])["label"]
+    numbers["ours_n_images"] = 0 if labels is None else len(labels)
+    numbers["ours_n_covid"] = 0 if labels is None else int((labels == paper.POSITIVE_CLASS).sum())
+    numbers["ours_not_covid_baseline"] = math.nan if labels is None or not len(labels) else \
+        100 * metrics.not_covid_baseline(labels)
+    best, best_accuracy = "none", -math.inf
+    for config in configs:
+        summary = config_summary(run_path, config, n_boot, seed)
+        for metric in ("acc_2class", "acc_7class", "sensitivity", "specificity", "auc"):
+            name = f"ours_{config}_{'acc_nclass' if metric == 'acc_7class' else metric}"
+            value, low, high, sd = _our_figure(summary, metric)
+            numbers.update({name: value, f"{name}_ci_low": low, f"{name}_ci_high": high,
+                            f"{name}_sd": sd,
+                            f"{name}_text": _text(value, low, high, "" if metric == "auc" else "%")})
+            reported = paper_figure(config, metric) if metric != "auc" else None
+            if reported is not None:
+                numbers[f"diff_{config}_{metric}"] = value - reported
+            if metric == "acc_7class" and not math.isnan(value) and value > best_accuracy:
+                best, best_accuracy = config_label(config), value
+    numbers["ours_best_config"] = best
+    return {k: _plain(v) for k, v in numbers.items()}
+
+
+def glue_numbers(numbers: dict) -> None:
+    """Glue every number for the chapter's ``{glue:text}`` roles, without displaying them."""
+    from myst_nb import glue
+
+    for name, value in numbers.items():
+        glue(name, _plain(value), display=False)

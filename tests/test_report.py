@@ -1,0 +1,260 @@
+"""Report functions on a small results store written with the store's own writer."""
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib import metrics, paper, report, results
+from cxrlib.profiles import BUNDLE_CLASSES, get_profile
+
+matplotlib.use("Agg")
+
+WRITTEN_CONFIGS = ("off_the_shelf", "fine_tune_3", "from_scratch")
+N_FOLDS = 3
+
+
+def fake_predictions(folds: pd.DataFrame, fold: int, classes, skill: float, seed: int):
+    """Well-formed predictions: softmax of noise plus ``skill`` on the true class."""
+    rng = np.random.default_rng(seed)
+    test = folds[folds["fold"] == fold].reset_index(drop=True)
+    logits = rng.normal(size=(len(test), len(classes)))
+    truth = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    logits[np.arange(len(test)), truth] += skill
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    pred = test[["image_id", "fold", "label", "patient_id", "source"]].copy()
+    for c, column in zip(classes, probs.T):
+        pred[f"p_{c}"] = column
+    return pred
+
+
+def write_store(root, name: str, dataset: str, classes, configs=WRITTEN_CONFIGS,
+                environment=True):
+    """A run with ``N_FOLDS`` folds of each of ``configs``; returns its folder."""
+    profile = get_profile("tiny").replace(name=name, dataset=dataset, classes=tuple(classes),
+                                          n_folds=N_FOLDS)
+    run_path = results.run_dir(name, root)
+    results.ensure_profile(run_path, profile)
+    rng = np.random.default_rng(1)
+    per_class = {c: (24 if c == "COVID-19" else 30) for c in classes}
+    labels = [c for c, k in per_class.items() for _ in range(k)]
+    folds = pd.DataFrame({"image_id": [f"img-{i:04d}" for i in range(len(labels))],
+                          "label": labels,
+                          "patient_id": [f"pt:{i // 2}" for i in range(len(labels))],
+                          "source": "test"})
+    folds["fold"] = rng.permutation(len(folds)) % N_FOLDS
+    results.write_folds(run_path, folds)
+    for k, config in enumerate(configs):
+        for fold in range(N_FOLDS):
+            pred = fake_predictions(folds, fold, classes, skill=1.0 + k, seed=10 * k + fold)
+            epochs = 3 + fold
+            history = pd.DataFrame({"epoch": range(1, epochs + 1),
+                                    "loss": np.linspace(1.5, 0.5, epochs),
+                                    "accuracy": np.linspace(0.3, 0.8, epochs),
+                                    "val_loss": np.linspace(1.6, 0.7, epochs),
+                                    "val_accuracy": np.linspace(0.3, 0.7, epochs)})
+            info = {"config": config, "fold": fold, "epochs_run": epochs,
+                    "train_seconds": 10.0 + fold, "train_images_per_second": 100.0 + fold,
+                    "finished_at": f"2026-01-0{fold + 1}T12:00:00+00:00"}
+            if environment:
+                info["environment"] = {"device": "1 x NVIDIA H200", "keras_backend": "jax",
+                                       "git_commit": "abc123"}
+            results.write_fold(run_path, config, fold, pred, history, info)
+    return run_path
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    return {
+        "root": root,
+        "bundle": write_store(root, "paper-bundle", "real", BUNDLE_CLASSES),
+        "synthetic": write_store(root, "default", "synthetic", paper.CLASSES),
+        "seven": write_store(root, "seven", "real", paper.CLASSES, configs=("from_scratch",),
+                             environment=False),
+    }
+
+
+def test_paper_tables_hold_reported_figures():
+    tables = paper.reported()["tables"]
+    t1 = report.paper_table(1)
+    assert t1.loc["off_the_shelf", "acc_7class"] == tables["table1_off_the_shelf"]["acc_7class"]
+    assert math.isnan(t1.loc["off_the_shelf", "specificity"])
+    t4 = report.paper_table(4)
+    assert list(t4.index) == list(report.FINE_TUNE_CONFIGS)
+    assert t4.loc["fine_tune_11", "sensitivity"] == tables["table4_fine_tuning"]["11"]["sensitivity"]
+    t6 = report.paper_table(6)
+    assert t6.loc["COVID-19", "COVID-19"] == 443 and t6.loc["Edema", "Effusion"] == 36
+    assert t6.index.name == "predicted" and t6.to_numpy().sum() == 3905
+    t7 = report.paper_table(7)
+    assert t7.loc["COVID-19", metrics.NOT_POSITIVE] == tables["table7_from_scratch_confusion_2class"]["fp"]
+    with pytest.raises(ValueError, match="Tables 1 to 7"):
+        report.paper_table(8)
+
+
+def test_comparison_of_figures_tables(stores):
+    run = stores["bundle"]
+    table5 = report.comparison_table(run, 5, n_boot=200).set_index("metric")
+    reported = paper.reported()["tables"]["table5_from_scratch"]
+    assert table5.loc["7-class accuracy", "paper"] == reported["acc_7class"]
+    assert table5.loc["2-class accuracy", "paper"] == reported["acc_2class"]
+    pred = results.read_predictions(run, "from_scratch")
+    ours = metrics.summary(pred, BUNDLE_CLASSES, n_boot=50).set_index("metric")
+    row = table5.loc["2-class accuracy"]
+    assert row["ours"] == pytest.approx(100 * ours.loc["acc_2class", "value"])
+    assert row["difference"] == pytest.approx(row["ours"] - row["paper"])
+    assert row["ci_low"] <= 100 * ours.loc["acc_2class", "pooled"] <= row["ci_high"]
+    assert row["baseline_paper"] == pytest.approx(100 * 3450 / 3905)
+    assert row["baseline_ours"] == pytest.approx(100 * 90 / 114)  # 24 COVID of 114 images
+    assert row["comparable"] and "roughly" in row["note"]
+    seven = table5.loc["7-class accuracy"]
+    assert not seven["comparable"] and "4 classes" in seven["note"]
+    assert seven["ours"] == pytest.approx(100 * ours.loc["accuracy", "value"])
+    assert table5.loc["sensitivity", "baseline_ours"] == 0.0
+    assert table5.attrs["table"] == 5 and "scratch" in table5.attrs["title"]
+
+
+def test_missing_configurations_are_reported_not_fatal(stores):
+    table4 = report.comparison_table(stores["bundle"], 4, n_boot=100)
+    assert set(table4["configuration"]) == set(report.FINE_TUNE_CONFIGS)
+    done = table4[table4["configuration"] == "fine_tune_3"]
+    missing = table4[table4["configuration"] == "fine_tune_11"]
+    assert done["ours"].notna().all() and (done["n_folds"] == N_FOLDS).all()
+    assert missing["ours"].isna().all() and missing["note"].str.contains("no finished").all()
+    assert missing["paper"].notna().all()
+    note = report.missing_note(stores["bundle"], "fine_tune_11")
+    assert "--configs fine_tune_11" in note and "--profile paper-bundle" in note
+    assert report.display_comparison(table4).index.names == ["strategy", "metric"]
+
+
+def test_comparison_of_confusion_matrices(stores):
+    run = stores["bundle"]
+    table6 = report.comparison_table(run, 6)
+    assert len(table6) == 49
+    cell = table6.set_index(["predicted", "actual"])
+    assert cell.loc[("COVID-19", "COVID-19"), "paper"] == 443
+    assert cell.loc[("Edema", "Edema"), "ours"] != cell.loc[("Edema", "Edema"), "ours"]  # NaN
+    assert cell["ours"].sum() == 114
+    assert not table6["comparable"].any()
+    covid_column = cell.xs("COVID-19", level="actual")
+    assert covid_column["ours_pct"].sum() == pytest.approx(100)
+    table7 = report.comparison_table(run, 7).set_index(["predicted", "actual"])
+    two = metrics.covid_vs_rest(results.read_predictions(run, "from_scratch"), BUNDLE_CLASSES)
+    assert table7.loc[("COVID-19", "COVID-19"), "ours"] == two["tp"]
+    assert table7.loc[(metrics.NOT_POSITIVE, "COVID-19"), "paper"] == 12
+    assert table7["comparable"].all()
+    theirs, ours = report.comparison_matrices(run, 3)
+    assert ours.to_numpy().sum() == 114 and theirs.to_numpy().sum() == 3905
+
+
+def test_synthetic_runs_are_never_comparable(stores):
+    for n in (1, 2, 7):
+        table = report.comparison_table(stores["synthetic"], n, n_boot=50)
+        assert not table["comparable"].any()
+        assert table["note"].str.contains("synthetic").all()
+    seven = report.comparison_table(stores["seven"], 5, n_boot=50)
+    assert seven["comparable"].all()
+
+
+def test_fold_table_and_summary(stores):
+    run = stores["bundle"]
+    table = report.fold_table(run, "fine_tune_3")
+    assert list(table["fold"]) == [0, 1, 2]
+    pred = results.read_predictions(run, "fine_tune_3")
+    expected = metrics.fold_accuracies(pred, BUNDLE_CLASSES)["accuracy"] * 100
+    assert table["accuracy"].tolist() == pytest.approx(expected.tolist())
+    assert table["epochs_run"].tolist() == [3, 4, 5]
+    assert table["images_per_s"].tolist() == [100.0, 101.0, 102.0]
+    assert table["n_test"].sum() == 114
+    assert report.fold_table(run, "fine_tune_11").empty
+    summary = report.summary_table(run, "fine_tune_3", n_boot=100)
+    assert "4-class accuracy (%)" in summary.index
+    assert summary.loc["4-class accuracy (%)", "value"] == pytest.approx(expected.mean())
+    per_class = report.per_class_table(run, "fine_tune_3")
+    assert list(per_class.index) == list(BUNDLE_CLASSES) and per_class["support"].sum() == 114
+
+
+def test_figures(stores):
+    run = stores["bundle"]
+    cm = report.confusion_matrix(run, "from_scratch")
+    fig = report.confusion_heatmap(cm, "from scratch")
+    ax = fig.axes[0]
+    assert len(ax.texts) == 16 and ax.get_ylabel() == "Predicted class"
+    assert sorted(int(t.get_text()) for t in ax.texts) == sorted(cm.to_numpy().ravel().tolist())
+    curves = report.training_curves(run, "from_scratch")
+    assert len(curves.axes) == 2 and len(curves.axes[0].lines) == 2 * N_FOLDS
+    spread = report.fold_spread(run)
+    assert len(spread.axes) == 2
+    assert len(spread.axes[0].get_xticklabels()) == len(WRITTEN_CONFIGS)
+    side = report.comparison_figure(run, 6)
+    assert len(side.axes) == 2 and len(side.axes[0].texts) == 49 and len(side.axes[1].texts) == 16
+    empty = report.training_curves(run, "fine_tune_11")
+    assert "no training history" in empty.axes[0].texts[0].get_text()
+    for figure in (fig, curves, spread, side, empty):
+        figure.canvas.draw()  # renders without error
+
+
+def test_fold_spread_marks_the_paper_only_where_comparable(stores):
+    def crosses(fig):
+        return sum(1 for ax in fig.axes for line in ax.lines if line.get_marker() == "x")
+    assert crosses(report.fold_spread(stores["synthetic"])) == 0
+    # 4-class run: the 2-class panel gets the paper's figure, the n-class panel does not.
+    bundle = report.fold_spread(stores["bundle"])
+    assert sum(ln.get_marker() == "x" for ln in bundle.axes[0].lines) == 0
+    assert sum(ln.get_marker() == "x" for ln in bundle.axes[1].lines) == len(WRITTEN_CONFIGS)
+
+
+def test_run_labels(stores):
+    assert report.run_label(stores["synthetic"]) == \
+        "Demonstration on synthetic data (profile default, not findings)"
+    label = report.run_label(stores["bundle"])
+    assert label.startswith("Real data: COVID-19, Effusion, Pneumonia, Normal")
+    assert "paper-bundle" in label and "NVIDIA H200" in label and "jax" in label
+    assert "2026-01-01 to 2026-01-03" in label
+    bare = report.run_label(stores["seven"])  # no environment recorded: still a label
+    assert "device unknown" in bare and "backend unknown" in bare
+    assert "No results" in report.run_label(stores["root"] / "nothing-here")
+
+
+def test_book_run_preference(stores, tmp_path, monkeypatch):
+    monkeypatch.delenv(report.BOOK_RUN_VARIABLE, raising=False)
+    root = stores["root"]
+    assert report.book_run(root) == root / "paper-bundle"
+    assert report.demo_run(root) == root / "default"
+    synthetic_only = tmp_path / "synthetic-only"
+    write_store(synthetic_only, "default", "synthetic", paper.CLASSES, configs=("from_scratch",))
+    assert report.book_run(synthetic_only) == synthetic_only / "default"
+    write_store(synthetic_only, "other-real", "real", BUNDLE_CLASSES, configs=("from_scratch",))
+    assert report.book_run(synthetic_only) == synthetic_only / "other-real"
+    empty = tmp_path / "empty"
+    assert report.book_run(empty) == empty / "default" and report.demo_run(empty) is None
+    monkeypatch.setenv(report.BOOK_RUN_VARIABLE, "seven")
+    assert report.book_run(root) == root / "seven"
+
+
+def test_prose_numbers_are_plain_and_complete(stores):
+    from myst_nb.core.variables import format_plain_text
+
+    numbers = report.prose_numbers(stores["bundle"], n_boot=100)
+    tables = paper.reported()["tables"]
+    assert numbers["paper_from_scratch_acc_7class"] == tables["table5_from_scratch"]["acc_7class"]
+    assert numbers["paper_fine_tune_9_specificity"] == tables["table4_fine_tuning"]["9"]["specificity"]
+    assert "paper_off_the_shelf_specificity" not in numbers  # the paper prints none
+    assert round(numbers["paper_not_covid_baseline"], 2) == 88.35
+    assert numbers["ours_n_images"] == 114 and numbers["ours_n_covid"] == 24
+    assert numbers["ours_n_classes"] == 4 and numbers["ours_n_folds"] == N_FOLDS
+    assert numbers["ours_fine_tune_11_acc_2class_text"].startswith("not available")
+    assert "95% CI" in numbers["ours_from_scratch_acc_2class_text"]
+    assert numbers["diff_from_scratch_acc_2class"] == pytest.approx(
+        numbers["ours_from_scratch_acc_2class"] - numbers["paper_from_scratch_acc_2class"])
+    assert "Fine-tuning 11" in numbers["configs_missing"]
+    for name, value in numbers.items():
+        assert type(value) in (int, float, str), name
+        # What the book's {glue:text}`name:.2f` role does with the glued value's repr:
+        if isinstance(value, float) and not math.isnan(value):
+            assert format_plain_text(repr(value), ".2f") == f"{value:.2f}"
+    json.dumps(numbers)  # nothing exotic
