@@ -330,6 +330,26 @@ def per_class_table(run_path: str | Path, config: str) -> pd.DataFrame:
     return table
 
 
+def strategy_overview(run_path: str | Path, configs=None, n_boot: int = BOOTSTRAP_REPLICATES,
+                      seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """One row per configuration: folds done, n-class accuracy with fold sd, 2-class accuracy,
+    sensitivity, specificity (percent) and AUC, as the paper defines them; NaN without results."""
+    run_path = as_run_path(run_path)
+    rows = []
+    for config in configs if configs is not None else run_configs(run_path):
+        summary = config_summary(run_path, config, n_boot, seed)
+        value = {m: _our_figure(summary, m) for m in ("acc_7class", *TWO_CLASS_METRICS, "auc")}
+        rows.append({"configuration": config, "strategy": config_label(config),
+                     "folds": 0 if summary is None else int(summary["n_folds"].iloc[0]),
+                     "accuracy": value["acc_7class"][0], "accuracy_sd": value["acc_7class"][3],
+                     "acc_2class": value["acc_2class"][0], "acc_2class_sd": value["acc_2class"][3],
+                     "sensitivity": value["sensitivity"][0],
+                     "specificity": value["specificity"][0], "auc": value["auc"][0]})
+    frame = pd.DataFrame(rows)
+    frame.attrs["classes"] = list(run_classes(run_path))
+    return frame
+
+
 def confusion_matrix(run_path: str | Path, config: str) -> pd.DataFrame | None:
     """The pooled confusion matrix (rows predicted, columns actual), None without results."""
     run_path = as_run_path(run_path)
@@ -351,6 +371,11 @@ def _figure(*args, **kwargs):
     return fig, axes
 
 
+def _matrix_side(n_classes: int) -> float:
+    """Figure inches for one matrix: room for the labels even when there are only two classes."""
+    return max(3.6, 1.6 + 0.55 * n_classes)
+
+
 def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
     """Counts annotated; colour = share of the actual class (column), so small classes show."""
     counts = cm.to_numpy(dtype=float)
@@ -360,7 +385,9 @@ def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
     for (i, j), value in np.ndenumerate(counts):
         ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
                 color="white" if share[i, j] > 0.6 else "black")
-    ax.set_xticks(range(cm.shape[1]), [str(c) for c in cm.columns], rotation=45, ha="right")
+    rotation = 45 if cm.shape[1] > 2 else 0
+    ax.set_xticks(range(cm.shape[1]), [str(c) for c in cm.columns], rotation=rotation,
+                  ha="right" if rotation else "center")
     ax.set_yticks(range(cm.shape[0]), [str(c) for c in cm.index])
     ax.set_xlabel("Actual class")
     ax.set_ylabel("Predicted class")
@@ -369,9 +396,38 @@ def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
 
 def confusion_heatmap(cm_df: pd.DataFrame, title: str = ""):
     """A confusion matrix as the paper prints it (rows predicted, columns actual), annotated."""
-    side = 1.6 + 0.55 * len(cm_df.columns)
+    side = _matrix_side(len(cm_df.columns))
     fig, ax = _figure(figsize=(side + 0.8, side))
     _draw_matrix(ax, cm_df, title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(run_path: str | Path, config: str):
+    """The pooled confusion matrix of one configuration as a heatmap (a note without results)."""
+    cm = confusion_matrix(run_path, config)
+    if cm is None:
+        return _empty_figure(f"{config_label(config)}: no finished folds yet")
+    return confusion_heatmap(cm, config_label(config))
+
+
+def confusion_grid(run_path: str | Path, configs=None):
+    """The pooled confusion matrices of several configurations, small multiples in one figure."""
+    run_path = as_run_path(run_path)
+    configs = [c for c in (configs if configs is not None else run_configs(run_path))
+               if has_results(run_path, c)]
+    if not configs:
+        return _empty_figure(f"No finished folds in run {run_path.name} yet")
+    n_classes = len(run_classes(run_path))
+    side = 1.6 + 0.45 * n_classes
+    columns = min(3, len(configs))
+    rows = math.ceil(len(configs) / columns)
+    fig, axes = _figure(rows, columns, figsize=(columns * (side + 0.6), rows * side),
+                        squeeze=False)
+    for ax, config in zip(axes.ravel(), configs):
+        _draw_matrix(ax, confusion_matrix(run_path, config), config_label(config))
+    for ax in axes.ravel()[len(configs):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -614,7 +670,7 @@ def comparison_table(run_path: str | Path, n: int, n_boot: int = BOOTSTRAP_REPLI
 def comparison_figure(run_path: str | Path, n: int):
     """The paper's confusion matrix of Table ``n`` and ours, side by side, same colour scale."""
     theirs, ours = comparison_matrices(run_path, n)
-    side = 1.6 + 0.55 * len(theirs.columns)
+    side = _matrix_side(len(theirs.columns))
     fig, axes = _figure(1, 2, figsize=(2 * side + 1.6, side))
     _draw_matrix(axes[0], theirs, f"Paper, Table {n}")
     if ours is None:
@@ -628,11 +684,30 @@ def comparison_figure(run_path: str | Path, n: int):
 
 
 def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
-    """A comparison frame rounded and indexed for reading."""
-    if "predicted" in frame:
-        return frame.set_index(["predicted", "actual"]).round(2)
-    shown = frame.drop(columns=["configuration"]).set_index(["strategy", "metric"])
-    return shown.round(2)
+    """A comparison frame rounded and indexed for reading (notes: :func:`comparison_notes`)."""
+    shown = frame.drop(columns=["comparable", "note"])
+    if "predicted" in shown:
+        return shown.set_index(["predicted", "actual"]).round(2)
+    return shown.drop(columns=["configuration"]).set_index(["strategy", "metric"]).round(2)
+
+
+def styled(frame: pd.DataFrame, precision: int = 2):
+    """A frame for the book: fixed decimals and a dash, not "NaN", where there is no figure."""
+    return frame.style.format(precision=precision, na_rep="–")
+
+
+def comparison_notes(frame: pd.DataFrame) -> str:
+    """The distinct caveats of a comparison frame as one Markdown paragraph ("" if none)."""
+    notes = []
+    for comparable, metric, note in zip(frame["comparable"],
+                                        frame.get("metric", pd.Series("", index=frame.index)),
+                                        frame["note"]):
+        line = f"{metric}: {note}" if metric and note else note
+        if not comparable and not note:
+            line = f"{metric}: not comparable"
+        if line and line not in notes:
+            notes.append(line)
+    return "".join(f"- {line}\n" for line in notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,7 +740,10 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
     with ``_ci_low``, ``_ci_high``, ``_sd``, and ``_text`` (a ready phrase that says "not
     available" when the configuration has no results); ``diff_<config>_<metric>`` (ours minus
     paper); ``ours_n_images``, ``ours_n_covid``, ``ours_n_classes``, ``ours_n_folds``,
-    ``ours_not_covid_baseline``, ``ours_best_config``, ``run_name``, ``run_label``,
+    ``ours_not_covid_baseline`` (and ``_text``), ``ours_<config>_over_baseline`` (and ``_text``),
+    ``ours_best_config``, ``run_summary_text``, ``comparable_nclass_text``, ``comparable_2class_text``,
+    ``paper_below_baseline_count``/``_text`` (paper configurations whose 2-class accuracy is
+    below the trivial baseline), ``bootstrap_replicates``, ``run_name``, ``run_label``,
     ``configs_done``, ``configs_missing``.
     """
     run_path = as_run_path(run_path)
@@ -675,12 +753,17 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
         "paper_covid_images": counts[paper.POSITIVE_CLASS],
         "paper_n_classes": len(paper.CLASSES),
         "paper_not_covid_baseline": 100 * metrics.not_covid_baseline(counts),
+        "bootstrap_replicates": n_boot,
     }
     for config in PAPER_CONFIGS:
         for metric in TABLE_METRICS:
             reported = paper_figure(config, metric)
             if reported is not None:
                 numbers[f"paper_{config}_{metric}"] = float(reported)
+    below = [config_label(c) for c in PAPER_CONFIGS
+             if (paper_figure(c, "acc_2class") or math.inf) < numbers["paper_not_covid_baseline"]]
+    numbers["paper_below_baseline_count"] = len(below)
+    numbers["paper_below_baseline_text"] = ", ".join(below) or "none"
     profile = run_profile(run_path)
     classes = run_classes(run_path)
     configs = run_configs(run_path) or PAPER_CONFIGS
@@ -701,6 +784,12 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
     numbers["ours_n_covid"] = 0 if labels is None else int((labels == paper.POSITIVE_CLASS).sum())
     numbers["ours_not_covid_baseline"] = math.nan if labels is None or not len(labels) else \
         100 * metrics.not_covid_baseline(labels)
+    numbers["run_summary_text"] = (
+        f"{numbers['ours_n_images']} images of {len(classes)} classes, cross-validated with "
+        f"{numbers['ours_n_folds']} test folds" if numbers["ours_n_images"] else
+        "no results yet, so every table below is empty")
+    numbers["ours_not_covid_baseline_text"] = _text(numbers["ours_not_covid_baseline"],
+                                                    math.nan, math.nan)
     best, best_accuracy = "none", -math.inf
     for config in configs:
         summary = config_summary(run_path, config, n_boot, seed)
@@ -716,6 +805,17 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
             if metric == "acc_7class" and not math.isnan(value) and value > best_accuracy:
                 best, best_accuracy = config_label(config), value
     numbers["ours_best_config"] = best
+    for key, metric in (("nclass", "acc_7class"), ("2class", "acc_2class")):
+        comparable, note = comparability(run_path, metric)
+        numbers[f"comparable_{key}_text"] = (
+            ("comparable with the paper" + (f" ({note})" if note else "")) if comparable
+            else f"not comparable with the paper ({note})")
+    for config in configs:
+        ours = numbers.get(f"ours_{config}_acc_2class", math.nan)
+        margin = ours - numbers["ours_not_covid_baseline"]
+        numbers[f"ours_{config}_over_baseline"] = margin
+        numbers[f"ours_{config}_over_baseline_text"] = "not available" if math.isnan(margin) \
+            else f"{abs(margin):.2f} percentage points {'above' if margin >= 0 else 'below'}"
     return {k: _plain(v) for k, v in numbers.items()}
 
 
