@@ -62,13 +62,23 @@ class NotebookStep:
 
 
 def plan_notebooks(profile: Profile, run: str, data: str = "", folds: str = "",
-                   training: bool = True) -> list[NotebookStep]:
-    """The notebooks to execute for ``profile``, in order (no training ones if not ``training``)."""
+                   training: bool = True, configs=None) -> list[NotebookStep]:
+    """The notebooks to execute for ``profile``, in order.
+
+    No training notebooks if not ``training``; only those of ``configs`` (a subset of the
+    profile's configurations) when given.
+    """
+    if configs is not None:
+        unknown = [c for c in configs if c not in profile.configs]
+        if unknown:
+            raise ValueError(f"configuration(s) {unknown} are not in profile {profile.name!r}: "
+                             f"its configurations are {', '.join(profile.configs)}")
+    chosen = profile.configs if configs is None else [c for c in profile.configs if c in configs]
     common = {"profile": profile.name, "run": run, "data": data}
     steps = [NotebookStep(CURATION_NOTEBOOK, f"{CURATION_NOTEBOOK}.ipynb", dict(common))]
     if training:
         for strategy in ("off_the_shelf", "fine_tune", "from_scratch"):
-            for config in profile.configs:
+            for config in chosen:
                 name, blocks = parse_config(config)
                 if name != strategy:
                     continue
@@ -239,11 +249,12 @@ def execute_step(step: NotebookStep, root: Path, records: Path, key_after, log=p
 
 
 def run_notebooks(profile: Profile, run: str, data: str, folds: str, training: bool,
-                  force: bool, root: Path, results_root: Path, log=print) -> dict[str, float]:
+                  force: bool, root: Path, results_root: Path, configs=None,
+                  log=print) -> dict[str, float]:
     """Execute the planned notebooks, skipping those whose record is up to date."""
     records = paths.runs_dir() / run
     timings = {}
-    for step in plan_notebooks(profile, run, data, folds, training):
+    for step in plan_notebooks(profile, run, data, folds, training, configs):
         source = root / "notebooks" / f"{step.notebook}.py"
         if not source.is_file():
             read_text_notebook(source)  # raises the clear error
@@ -297,31 +308,41 @@ def stored_fingerprint(build_dir: Path) -> str | None:
         return None
 
 
-def clear_execution_cache(build_dir: Path, log=print) -> None:
-    """Forget executed chapter outputs (jupyter-cache) and Sphinx's parsed pages."""
+def prepare_execution_cache(build_dir: Path, fingerprint: str, log=print) -> bool:
+    """Clear the executed chapter outputs (jupyter-cache) and Sphinx's parsed pages when the
+    chapters' inputs changed since the last successful build; returns whether it cleared."""
+    if stored_fingerprint(build_dir) == fingerprint:
+        return False
     for name in (".jupyter_cache", ".doctrees"):
         if (build_dir / name).exists():
             shutil.rmtree(build_dir / name)
-    log("[book] chapter inputs changed since the last build: execution cache cleared")
+    log("[book] chapter inputs changed since the last build (or first build): "
+        "chapters will be executed")
+    return True
 
 
-def jupyter_book_command(root: Path) -> list[str]:
+def jupyter_book_command(root: Path, output: Path) -> list[str]:
     script = Path(sys.executable).with_name("jupyter-book")
     exe = [str(script)] if script.exists() else [sys.executable, "-m", "jupyter_book.cli.main"]
     # -W: warnings are errors (--keep-going shows them all); -n: nitpicky references.
-    return exe + ["build", str(root), "-W", "-n", "--keep-going"]
+    return exe + ["build", str(root), "--path-output", str(output), "-W", "-n", "--keep-going"]
 
 
-def build_book(book_run: str, root: Path, results_root: Path, log=print) -> float:
+def build_book(book_run: str, root: Path, results_root: Path, output: Path | None = None,
+               log=print) -> float:
+    """Vendor the JavaScript, refresh the execution cache if stale, run ``jupyter-book build``.
+
+    The book goes to ``<output>/_build/html`` (``output`` defaults to the checkout).
+    """
     from .vendor import vendor
 
     started = time.perf_counter()
     vendor(root, log=log)
-    build_dir = root / "_build"
+    output = Path(output) if output else root
+    build_dir = output / "_build"
     fingerprint = book_inputs_fingerprint(book_run, results_root)
-    if stored_fingerprint(build_dir) != fingerprint:
-        clear_execution_cache(build_dir, log=log)
-    cmd = jupyter_book_command(root)
+    prepare_execution_cache(build_dir, fingerprint, log=log)
+    cmd = jupyter_book_command(root, output)
     log(f"[book] {' '.join(cmd)} (showing run {book_run!r})")
     done = subprocess.run(cmd, cwd=root, env=dict(os.environ))
     if done.returncode != 0:
@@ -329,12 +350,37 @@ def build_book(book_run: str, root: Path, results_root: Path, log=print) -> floa
             f"jupyter-book build failed (exit {done.returncode}); the warnings and errors are "
             f"above. A chapter that failed to execute leaves its log in "
             f"{build_dir / 'html' / 'reports'}.")
-    build_dir.mkdir(exist_ok=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
     results.write_text_atomic(build_dir / FINGERPRINT_FILE, json.dumps(
         {"fingerprint": fingerprint, "book_run": book_run}, indent=2) + "\n")
     seconds = time.perf_counter() - started
     log(f"[book] built {build_dir / 'html' / 'index.html'} in {seconds:.0f} s")
     return seconds
+
+
+IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def provide_imagenet_weights(root: Path, log=print) -> Path | None:
+    """Put MobileNetV2's ImageNet file into Keras' cache from ``../shared/weights`` if needed.
+
+    Keras looks for it in ``$KERAS_HOME/models`` (default ``~/.keras/models``) and downloads it
+    when missing; machines without internet that have the project's shared folder beside the
+    checkout get it from there, so the main command works offline. Returns the cached file.
+    """
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    cached = home / "models" / IMAGENET_FILE
+    if cached.is_file():
+        return cached
+    shared = root.parent / "shared" / "weights" / IMAGENET_FILE
+    if not shared.is_file():
+        return None  # Keras downloads it, or cxrlib.model explains what to do
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.tmp")
+    shutil.copyfile(shared, tmp)
+    os.replace(tmp, cached)
+    log(f"[book] ImageNet weights copied from {shared} to {cached}")
+    return cached
 
 
 def kernel_environment(root: Path, book_run: str | None = None) -> None:
@@ -360,6 +406,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "profile, ../shared/data or $CXRLIB_DATA for a real one)")
     parser.add_argument("--folds", default="",
                         help="only these test folds, e.g. 0,1 (default: all)")
+    parser.add_argument("--configs", default="",
+                        help="only train these configurations of the profile, e.g. "
+                             "off_the_shelf,from_scratch (default: all; the book marks the "
+                             "others as missing)")
     parser.add_argument("--skip-run", action="store_true",
                         help="do not execute the training notebooks (02-04); curate, report "
                              "and build the book from the results already stored")
@@ -368,8 +418,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="execute every notebook even when its run record is up to date")
     parser.add_argument("--book-run", default="",
-                        help="the run the chapters show (default: this run, or a stored "
-                             "real-data run when this one is synthetic)")
+                        help="the run the chapters show (default: $CXRLIB_BOOK_RUN, else this "
+                             "run, or a stored real-data run when this one is synthetic)")
+    parser.add_argument("--output", default="",
+                        help="build the book into OUTPUT/_build/html (default: the checkout)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -378,15 +430,20 @@ def main(args: argparse.Namespace) -> int:
     results_root = paths.results_dir()
     profile = get_profile(args.profile)
     run = args.run or profile.name
+    configs = [c for c in args.configs.split(",") if c] or None
     kernel_environment(root)
     timings: dict[str, float] = {}
     if not args.only_book:
+        if not args.skip_run:
+            provide_imagenet_weights(root)
         timings = run_notebooks(profile, run, args.data, args.folds,
                                 training=not args.skip_run, force=args.force, root=root,
-                                results_root=results_root)
-    book_run = args.book_run or choose_book_run(run, profile, results_root)
+                                results_root=results_root, configs=configs)
+    book_run = (args.book_run or os.environ.get(BOOK_RUN_ENV, "")
+                or choose_book_run(run, profile, results_root))
     kernel_environment(root, book_run)
-    timings["book"] = build_book(book_run, root, results_root)
+    output = Path(args.output).resolve() if args.output else root
+    timings["book"] = build_book(book_run, root, results_root, output)
     total = time.perf_counter() - started
     summary = {"profile": profile.name, "run": run, "book_run": book_run,
                "seconds_total": round(total, 1),
@@ -395,5 +452,5 @@ def main(args: argparse.Namespace) -> int:
     records = paths.runs_dir() / run
     records.mkdir(parents=True, exist_ok=True)
     results.write_text_atomic(records / "pipeline.json", json.dumps(summary, indent=2) + "\n")
-    print(f"[book] done in {total:.0f} s: {root / '_build' / 'html' / 'index.html'}")
+    print(f"[book] done in {total:.0f} s: {output / '_build' / 'html' / 'index.html'}")
     return 0
