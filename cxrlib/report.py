@@ -211,8 +211,15 @@ def run_label(run_path: str | Path) -> str:
 
 
 def _runs_with_results(root: Path) -> list[str]:
-    return [r for r in results.list_runs(root)
-            if any(results.done_folds(root / r, c) for c in run_configs(root / r))]
+    """Runs with at least one finished fold (a run whose profile.json cannot be read is skipped)."""
+    found = []
+    for run in results.list_runs(root):
+        try:
+            if any(results.done_folds(root / run, c) for c in run_configs(root / run)):
+                found.append(run)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+    return found
 
 
 def book_run(results_root: str | Path | None = None) -> Path:
@@ -599,9 +606,13 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
             elif reported is None:
                 note = "the paper prints no figure here" + (f"; {note}" if note else "")
             base_ours, base_paper = baselines(run_path, metric)
+            label = METRIC_LABELS[metric]
+            n_classes = len(run_classes(run_path))
+            if metric == "acc_7class" and n_classes != len(paper.CLASSES):
+                label += f" (ours: {n_classes}-class)"
             rows.append({
                 "configuration": config, "strategy": config_label(config),
-                "metric": METRIC_LABELS[metric],
+                "metric": label,
                 "paper": math.nan if reported is None else float(reported),
                 "ours": value,
                 "difference": value - reported if reported is not None else math.nan,
