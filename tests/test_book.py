@@ -1,0 +1,215 @@
+"""The whole book on the tiny profile: real papermill runs, a real jupyter-book build, and a
+headless Chromium reading the pages from a loopback server.
+
+The build runs once per session (about two minutes on two cores): ``python -m cxrlib book`` on
+the tiny profile with three of its configurations (one per strategy), results, run records and
+curated data in a temporary folder, ImageNet weights replaced by a stand-in file. Screenshots
+of every page go to ``artifacts/screenshots/`` (git-ignored) for review.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from cxrlib import paths, results
+
+ROOT = paths.root()
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CONFIGS = "off_the_shelf,fine_tune_3,from_scratch"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+BOOK_COMMAND = [sys.executable, "-m", "cxrlib", "book", "--profile", "tiny",
+                "--configs", CONFIGS]
+
+
+def chapters() -> list[str]:
+    """The chapter pages, from _toc.yml (root first)."""
+    toc = (ROOT / "_toc.yml").read_text()
+    return re.findall(r"^root:\s*(\S+)", toc, re.M) + re.findall(r"-\s*file:\s*(\S+)", toc)
+
+
+def run_book(env: dict, log: Path, *extra: str) -> str:
+    done = subprocess.run(BOOK_COMMAND + list(extra), cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    log.write_text(done.stdout)
+    if done.returncode != 0:
+        pytest.fail(f"`{' '.join(BOOK_COMMAND + list(extra))}` failed "
+                    f"(exit {done.returncode}); last lines:\n{done.stdout[-6000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory, standin_keras_home):
+    """A tiny-profile book built from nothing, then rebuilt with nothing changed."""
+    work = tmp_path_factory.mktemp("book")
+    env = dict(os.environ, CXRLIB_RESULTS=str(work / "results"), CXRLIB_RUNS=str(work / "runs"),
+               CXRLIB_CURATED=str(work / "curated"), KERAS_HOME=str(standin_keras_home),
+               PYTHONPATH=str(ROOT))
+    env.pop("CXRLIB_BOOK_RUN", None)
+    cold = run_book(env, work / "cold.log", "--output", str(work))
+    warm = run_book(env, work / "warm.log", "--output", str(work))
+    return {"work": work, "env": env, "html": work / "_build" / "html", "cold": cold,
+            "warm": warm}
+
+
+def test_every_chapter_is_built_from_the_run_records(book):
+    html = book["html"]
+    for chapter in chapters():
+        assert (html / f"{chapter}.html").is_file(), f"{chapter} missing from the book"
+    records = sorted(p.name for p in (book["work"] / "runs" / "tiny").glob("*.ipynb"))
+    assert records == ["01_data_curation.ipynb", "02_off_the_shelf.ipynb",
+                       "03_fine_tuning-blocks03.ipynb", "04_from_scratch.ipynb",
+                       "05_results.ipynb"]
+    run_path = results.run_dir("tiny", book["work"] / "results")
+    for config in CONFIGS.split(","):
+        assert results.done_folds(run_path, config) == [0, 1]
+    index = (html / "book" / "index.html").read_text()
+    assert "Demonstration" in index and "synthetic" in index, "a synthetic run is labelled"
+
+
+def test_a_rerun_with_nothing_changed_trains_and_executes_nothing(book):
+    warm = book["warm"]
+    assert warm.count("up to date, not executed") == 5
+    assert "Executing notebook" not in warm, "chapters came from the execution cache"
+
+
+def test_changed_results_refresh_the_chapters(book):
+    """jupyter-cache keys on code only: new results must still reach the pages."""
+    run_path = results.run_dir("tiny", book["work"] / "results")
+    predictions = results.fold_dir(run_path, "from_scratch", 0) / "predictions.csv"
+    original = predictions.read_text()
+    try:
+        predictions.write_text(original + original.splitlines()[-1] + "\n")
+        log = run_book(book["env"], book["work"] / "refresh.log", "--output",
+                       str(book["work"]), "--only-book")
+        assert "Executing notebook" in log
+    finally:
+        predictions.write_text(original)
+
+
+# --- in a browser ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(book):
+    """The built HTML on a loopback HTTP server."""
+    handler = functools.partial(QuietHandler, directory=str(book["html"]))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """Every request a page makes, and what failed."""
+
+    def __init__(self, browser, url: str, screenshot: str):
+        self.requests: list[str] = []
+        self.failures: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfailed", lambda r: self.failures.append(f"failed {r.url}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.failures.append(
+            f"{r.status} {r.url}"))
+        self.page.goto(url, wait_until="networkidle")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / screenshot), full_page=True)
+
+    def outside(self, base: str) -> list[str]:
+        local = (base, "http://localhost", "http://127.0.0.1", "data:", "blob:", "about:")
+        return [u for u in self.requests if not u.startswith(local)]
+
+
+def test_pages_load_everything_from_the_book_itself(book, server, browser):
+    for chapter in chapters():
+        visit = Visit(browser, f"{server}/{chapter}.html", f"{chapter.replace('/', '_')}.png")
+        assert visit.outside(server) == [], f"{chapter} requested the network"
+        assert visit.failures == [], f"{chapter}: {visit.failures}"
+        visit.page.close()
+
+
+def test_maths_is_typeset_by_the_vendored_mathjax(book, server, browser):
+    visit = Visit(browser, f"{server}/book/methods.html", "methods-maths.png")
+    visit.page.wait_for_selector("mjx-container", timeout=20_000)
+    assert visit.page.locator("mjx-container").count() >= 3
+    assert any("/_static/mathjax/" in u for u in visit.requests)
+    visit.page.close()
+
+
+def test_the_comparison_shows_tables_1_to_7_and_figures(book, server, browser):
+    visit = Visit(browser, f"{server}/book/comparison.html", "comparison.png")
+    text = visit.page.inner_text("main")
+    for n in range(1, 8):
+        assert re.search(rf"Table\s+{n}\b", text), f"Table {n} is not on the comparison page"
+    assert visit.page.locator("main table").count() >= 3
+    widths = visit.page.evaluate(
+        "Array.from(document.querySelectorAll('main img')).map(i => i.complete ? "
+        "i.naturalWidth : -1)")
+    assert widths and all(w > 0 for w in widths), f"figures not loaded: {widths}"
+    visit.page.close()
+
+
+def test_figures_on_the_results_page_load(book, server, browser):
+    visit = Visit(browser, f"{server}/book/results.html", "results.png")
+    widths = visit.page.evaluate(
+        "Array.from(document.querySelectorAll('main img')).map(i => i.complete ? "
+        "i.naturalWidth : -1)")
+    assert widths and all(w > 0 for w in widths), f"figures not loaded: {widths}"
+    visit.page.close()
+
+
+def test_widgets_render_with_the_vendored_manager(book, server, browser):
+    """A page embedding a widget's state, loading only the vendored require.js and manager,
+    renders the widget (as a chapter with a widget would, through nb_ipywidgets_js)."""
+    import ipywidgets
+    from ipywidgets.embed import embed_data
+
+    slider = ipywidgets.IntSlider(value=7, description="folds")
+    data = embed_data(views=[slider])
+    page = book["html"] / "widget-check.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head>"
+        '<script src="_static/requirejs/require.js"></script>'
+        '<script src="_static/html-manager/embed-amd.js" '
+        'data-jupyter-widgets-cdn="_static/html-manager/"></script>'
+        '<script type="application/vnd.jupyter.widget-state+json">'
+        f"{json.dumps(data['manager_state'])}</script></head><body>"
+        '<script type="application/vnd.jupyter.widget-view+json">'
+        f"{json.dumps(data['view_specs'][0])}</script></body></html>")
+    try:
+        visit = Visit(browser, f"{server}/widget-check.html", "widget-check.png")
+        visit.page.wait_for_selector(".widget-slider", timeout=20_000)
+        assert "folds" in visit.page.inner_text("body")
+        assert visit.outside(server) == []
+        visit.page.close()
+    finally:
+        page.unlink()
