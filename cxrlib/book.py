@@ -95,9 +95,34 @@ def function_docstring(module: str, name: str) -> str:
     raise LookupError(f"{module} has no function {name}")
 
 
+def _simple_tables_as_lists(text: str) -> str:
+    """reStructuredText simple tables (rows between ``====  ====`` borders) -> bullet lists,
+    the first column in bold: Markdown tables would need a header these tables lack."""
+    border = re.compile(r"^(=+)( +=+)+\s*$")
+    out, rows, inside, starts = [], [], False, []
+    for line in text.splitlines():
+        if border.match(line):
+            if inside:
+                out.extend(rows)
+                rows, inside = [], False
+            else:
+                starts = [m.start() for m in re.finditer(r"=+", line)]
+                inside = True
+            continue
+        if inside:
+            if line.strip():
+                cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+                rows.append(f"- **{cells[0]}**: " + " ".join(c for c in cells[1:] if c))
+            continue
+        out.append(line)
+    return "\n".join(out + rows)
+
+
 def as_markdown(docstring: str) -> str:
-    """reStructuredText-flavoured docstring -> Markdown: ``code`` and :role:`target` -> `code`."""
+    """reStructuredText-flavoured docstring -> Markdown: ``code`` and :role:`target` -> `code`,
+    simple tables -> lists."""
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"``\1``", docstring)
+    text = _simple_tables_as_lists(text)
     return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
@@ -313,7 +338,7 @@ def run_times(results_root: Path | None = None) -> pd.DataFrame:
             "folds planned": profile.n_folds * len(profile.configs),
             "training (min)": round(train / 60, 1),
             "prediction (min)": round(predict / 60, 1),
-            "last whole `cxrlib book` (min)": "" if whole is None else round(whole / 60, 1),
+            "whole pipeline, last time (min)": "" if whole is None else round(whole / 60, 1),
             "device": " + ".join(env["devices"]) or "unknown",
             "backend": " + ".join(env["backends"]) or "unknown",
             "code commit": " + ".join(c[:12] for c in env["commits"]) or "unknown",
@@ -321,7 +346,8 @@ def run_times(results_root: Path | None = None) -> pd.DataFrame:
                      (env["first"] if env["first"] == env["last"]
                       else f"{env['first']} to {env['last']}"),
         })
-    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+    # One column per run: the table stays narrow however many fields it has.
+    return pd.DataFrame(rows).set_index("run").T.rename_axis(None) if rows else pd.DataFrame()
 
 
 def rerun_commands(run_path: Path) -> str:

@@ -213,3 +213,78 @@ def test_widgets_render_with_the_vendored_manager(book, server, browser):
         visit.page.close()
     finally:
         page.unlink()
+
+
+# --- the chapters' helpers (fast: no build) -------------------------------------------------
+
+def test_docstrings_become_markdown():
+    from cxrlib.book import as_markdown
+
+    text = as_markdown("See :mod:`cxrlib.cv` and ``x``.\n\n"
+                       "=====  ==========\nA      first sign\nB      second\n=====  ==========\n"
+                       "after")
+    assert text.splitlines() == ["See `cxrlib.cv` and `x`.", "", "- **A**: first sign",
+                                 "- **B**: second", "after"]
+
+
+def test_settings_say_what_the_paper_chose_and_what_we_chose():
+    from cxrlib.book import settings_table
+    from cxrlib.profiles import get_profile
+
+    table = settings_table(get_profile("paper"))
+    assert table.loc["image size (px, square)", "value"] == "200"
+    assert table.loc["image size (px, square)", "source"] == "the paper"
+    assert table.loc["optimiser", "source"] == "our choice"
+    assert table.loc["learning rate per strategy", "value"].startswith("from_scratch: 0.001")
+
+
+def test_counts_and_exclusions_against_the_paper():
+    import pandas as pd
+
+    from cxrlib import book, paper
+
+    manifest = pd.DataFrame({
+        "label": ["COVID-19"] * 3 + ["Normal"] * 2 + ["No Finding"],
+        "source": ["cohen", "cohen", "cohen", "kermany", "kermany", "nih"],
+        "excluded": ["", "low_contrast", "duplicate_of:c1", "", "", ""]})
+    counts = book.counts_against_paper(manifest)
+    assert list(counts.index) == ["COVID-19", "Normal", "No Finding"]
+    covid = counts.loc["COVID-19"]
+    assert (covid["paper"], covid["ours (used)"], covid["excluded"]) == (
+        paper.class_counts()["COVID-19"], 1, 2)
+    assert covid["short of the paper"] == paper.class_counts()["COVID-19"] - 1
+    assert pd.isna(counts.loc["No Finding", "paper"])
+    reasons = book.exclusion_reasons(manifest)
+    assert reasons.loc["COVID-19", "duplicate_of"] == 1 and reasons.loc["all", "all"] == 2
+    sources = book.images_by_source(manifest)
+    assert sources.loc["all", "all"] == 4 and sources.loc["Normal", "kermany"] == 2
+
+
+def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from cxrlib import book
+    from cxrlib.profiles import get_profile
+
+    monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
+    root = tmp_path / "results"
+    run_path = results.run_dir("tiny", root)
+    profile = get_profile("tiny")
+    results.ensure_profile(run_path, profile)
+    frame = pd.DataFrame({"image_id": ["a"], "fold": 0, "label": ["COVID-19"],
+                          "patient_id": ["p"], "source": "s"})
+    for c in profile.classes:
+        frame[f"p_{c}"] = 1 / len(profile.classes)
+    for fold in (0, 1):
+        results.write_fold(run_path, "from_scratch", fold, frame, pd.DataFrame({"epoch": [1]}),
+                           {"train_seconds": 90, "predict_seconds": 30,
+                            "environment": {"device": "CPU: test", "keras_backend": "jax",
+                                            "git_commit": "0123456789abcdef"}})
+    times = book.run_times(root)
+    assert times.loc["folds finished", "tiny"] == 2
+    assert times.loc["training (min)", "tiny"] == 3.0
+    assert times.loc["backend", "tiny"] == "jax" and times.loc["device", "tiny"] == "CPU: test"
+    assert times.loc["code commit", "tiny"] == "0123456789ab"
+    commands = book.rerun_commands(run_path)
+    assert "python -m cxrlib book --profile tiny" in commands
+    assert "--data" not in commands, "a synthetic run needs no data folder"
