@@ -250,6 +250,30 @@ def images_by_source(manifest: pd.DataFrame) -> pd.DataFrame:
     return table.loc[_class_order(used["label"]) + ["all"]]
 
 
+DUPLICATE_LABELS = {
+    "pairs": "near-duplicate pairs found", "groups": "groups of duplicates",
+    "identical_groups": "groups of byte-identical images",
+    "cross_source_groups": "groups spanning two sources",
+    "cross_patient_groups": "groups spanning two patient ids",
+    "label_conflict_groups": "groups with two labels",
+}
+
+
+def duplicates_table(summary: dict) -> pd.DataFrame | None:
+    """What duplicate detection and patient reconciliation found (from ``curation.json``)."""
+    duplicates = summary.get("duplicates")
+    if not duplicates:
+        return None
+    rows = {label: duplicates[key] for key, label in DUPLICATE_LABELS.items()
+            if key in duplicates}
+    patients = summary.get("patients", {})
+    if "source_patient_ids" in patients:
+        rows["patient ids in the sources (used images)"] = patients["source_patient_ids"]
+    if "reconciled_patient_ids" in patients:
+        rows["patients after reconciling duplicates"] = patients["reconciled_patient_ids"]
+    return pd.DataFrame({"count": rows}).rename_axis("duplicates and patients")
+
+
 def curation_summary(run_path: Path) -> dict:
     """The run's ``curation.json`` (parameters, duplicates, timing), or {} when absent."""
     folder = curated_dir(run_path)
@@ -362,8 +386,8 @@ def rerun_commands(run_path: Path) -> str:
         "```bash",
         "# everything: curation, every strategy, the results notebook, this book",
         f"python -m cxrlib book --profile {name}{run_opt}{data_opt}",
-        "# the curated dataset only",
-        f"python -m cxrlib curate --profile {name}{data_opt} --out data/curated/{name}",
+        "# the curated dataset only (into data/curated/, where the training looks for it)",
+        f"python -m cxrlib curate --profile {name}{data_opt}",
         "# the cross-validation only (resumable; --folds runs a chunk, e.g. on a GPU machine)",
         f"python -m cxrlib run --profile {name}{run_opt} --configs {configs.split(',')[-1]} "
         f"--folds 0,1",

@@ -258,6 +258,12 @@ def test_counts_and_exclusions_against_the_paper():
     assert reasons.loc["COVID-19", "duplicate_of"] == 1 and reasons.loc["all", "all"] == 2
     sources = book.images_by_source(manifest)
     assert sources.loc["all", "all"] == 4 and sources.loc["Normal", "kermany"] == 2
+    duplicates = book.duplicates_table({
+        "duplicates": {"pairs": 3, "groups": 2, "cross_source_groups": 1},
+        "patients": {"source_patient_ids": 10, "reconciled_patient_ids": 9}})
+    assert duplicates.loc["groups spanning two sources", "count"] == 1
+    assert duplicates.loc["patients after reconciling duplicates", "count"] == 9
+    assert book.duplicates_table({}) is None
 
 
 def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):
