@@ -67,6 +67,9 @@ TABLE_TITLES = {
     7: "Training from scratch: COVID-19 against the rest",
 }
 FIGURE_TABLES = (1, 4, 5)
+#: Caveats a comparison row can carry (besides the comparability reason).
+NO_RESULTS = "no finished folds yet"
+PAPER_BLANK = "the paper prints no figure here"
 SEVEN_CLASS_MATRICES = (2, 6)
 TWO_CLASS_MATRICES = (3, 7)
 
@@ -380,7 +383,7 @@ def _figure(*args, **kwargs):
 
 def _matrix_side(n_classes: int) -> float:
     """Figure inches for one matrix: room for the labels even when there are only two classes."""
-    return max(3.6, 1.6 + 0.55 * n_classes)
+    return max(3.0, 1.1 + 0.36 * n_classes)
 
 
 def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
@@ -394,8 +397,8 @@ def _draw_matrix(ax, cm: pd.DataFrame, title: str) -> None:
                 color="white" if share[i, j] > 0.6 else "black")
     rotation = 45 if cm.shape[1] > 2 else 0
     ax.set_xticks(range(cm.shape[1]), [str(c) for c in cm.columns], rotation=rotation,
-                  ha="right" if rotation else "center")
-    ax.set_yticks(range(cm.shape[0]), [str(c) for c in cm.index])
+                  ha="right" if rotation else "center", fontsize=8)
+    ax.set_yticks(range(cm.shape[0]), [str(c) for c in cm.index], fontsize=8)
     ax.set_xlabel("Actual class")
     ax.set_ylabel("Predicted class")
     ax.set_title(title, fontsize=10)
@@ -562,7 +565,7 @@ def comparability(run_path: str | Path, metric: str) -> tuple[bool, str]:
                        f"{len(classes)}-class figure, not the paper's 7-class one")
     if paper.POSITIVE_CLASS not in classes:
         return False, "our run has no COVID-19 class"
-    return True, (f"roughly: the non-COVID side holds {len(others)} of the paper's "
+    return True, (f"only roughly: the non-COVID side holds {len(others)} of the paper's "
                   f"{len(paper.CLASSES) - 1} other classes ({', '.join(others)})")
 
 
@@ -602,9 +605,9 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
             value, low, high, sd = _our_figure(summary, metric)
             comparable, note = comparability(run_path, metric)
             if summary is None:
-                note = "no finished folds yet" + (f"; {note}" if note else "")
+                note = NO_RESULTS + (f"; {note}" if note else "")
             elif reported is None:
-                note = "the paper prints no figure here" + (f"; {note}" if note else "")
+                note = PAPER_BLANK + (f"; {note}" if note else "")
             base_ours, base_paper = baselines(run_path, metric)
             label = METRIC_LABELS[metric]
             n_classes = len(run_classes(run_path))
@@ -647,7 +650,7 @@ def _matrix_comparison(run_path: Path, n: int) -> pd.DataFrame:
     comparable, note = comparability(run_path, "matrix7" if n in SEVEN_CLASS_MATRICES
                                     else "acc_2class")
     if ours is None:
-        note = "no finished folds yet" + (f"; {note}" if note else "")
+        note = NO_RESULTS + (f"; {note}" if note else "")
     tidy = theirs.stack().rename("paper").to_frame()
     tidy["ours"] = ours.stack().astype(float) if ours is not None else np.nan
     tidy["paper_pct"] = _share_of_actual(theirs).stack()
@@ -674,7 +677,9 @@ def comparison_table(run_path: str | Path, n: int, n_boot: int = BOOTSTRAP_REPLI
         frame = _figures_comparison(run_path, n, n_boot, seed)
     else:
         frame = _matrix_comparison(run_path, n)
-    frame.attrs.update({"table": n, "title": TABLE_TITLES[n], "run": run_path.name})
+    frame.attrs.update({"table": n, "title": TABLE_TITLES[n], "run": run_path.name,
+                        "comparable": bool(frame["comparable"].all()),
+                        "notes": comparison_notes(frame)})
     return frame
 
 
@@ -682,24 +687,48 @@ def comparison_figure(run_path: str | Path, n: int):
     """The paper's confusion matrix of Table ``n`` and ours, side by side, same colour scale."""
     theirs, ours = comparison_matrices(run_path, n)
     side = _matrix_side(len(theirs.columns))
-    fig, axes = _figure(1, 2, figsize=(2 * side + 1.6, side))
+    fig, axes = _figure(1, 2, figsize=(2 * side + 0.8, side + 0.3))
     _draw_matrix(axes[0], theirs, f"Paper, Table {n}")
     if ours is None:
         axes[1].axis("off")
         axes[1].text(0.5, 0.5, "no results yet", ha="center", va="center")
     else:
         _draw_matrix(axes[1], ours, f"Ours, run {as_run_path(run_path).name}")
-    fig.suptitle(TABLE_TITLES[n] + " (colour: share of the actual class)", fontsize=10)
+    fig.suptitle(TABLE_TITLES[n] + "\n(colour: share of the actual class)", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
-    """A comparison frame rounded and indexed for reading (notes: :func:`comparison_notes`)."""
-    shown = frame.drop(columns=["comparable", "note"])
-    if "predicted" in shown:
-        return shown.set_index(["predicted", "actual"]).round(2)
-    return shown.drop(columns=["configuration"]).set_index(["strategy", "metric"]).round(2)
+    """A comparison frame compact enough for a book page (the caveats: :func:`comparison_notes`).
+
+    Tables 1, 4, 5: paper, ours with its 95% interval, difference, fold sd and the "never
+    COVID-19" rule's figure on our data and on the paper's counts, one row per metric (and per
+    strategy for Table 4). Confusion matrices: rows predicted, columns actual, each cell
+    "paper / ours" (counts; "–" where our run has no such class).
+    """
+    if "predicted" in frame:
+        def cell(paper_count, ours):
+            return f"{paper_count:.0f} / " + ("–" if pd.isna(ours) else f"{ours:.0f}")
+        cells = frame.assign(cell=[cell(p, o) for p, o in zip(frame["paper"], frame["ours"])])
+        order = list(dict.fromkeys(frame["predicted"]))
+        wide = cells.pivot(index="predicted", columns="actual", values="cell")
+        return wide.loc[order, order]
+
+    def interval(value, low, high):
+        if pd.isna(value):
+            return "–"
+        return f"{value:.2f}" + ("" if pd.isna(low) else f" [{low:.2f}, {high:.2f}]")
+    shown = pd.DataFrame({
+        "strategy": frame["strategy"], "metric": frame["metric"], "paper": frame["paper"],
+        "ours [95% CI]": [interval(v, lo, hi) for v, lo, hi in
+                          zip(frame["ours"], frame["ci_low"], frame["ci_high"])],
+        "difference": frame["difference"], "fold sd": frame["fold_sd"],
+        "never-COVID rule, our data": frame["baseline_ours"],
+        "never-COVID rule, paper's counts": frame["baseline_paper"],
+    })
+    index = ["strategy", "metric"] if shown["strategy"].nunique() > 1 else ["metric"]
+    return shown.drop(columns=[c for c in ["strategy"] if c not in index]).set_index(index)
 
 
 def styled(frame: pd.DataFrame, precision: int = 2):
@@ -708,17 +737,31 @@ def styled(frame: pd.DataFrame, precision: int = 2):
 
 
 def comparison_notes(frame: pd.DataFrame) -> str:
-    """The distinct caveats of a comparison frame as one Markdown paragraph ("" if none)."""
-    notes = []
-    for comparable, metric, note in zip(frame["comparable"],
-                                        frame.get("metric", pd.Series("", index=frame.index)),
-                                        frame["note"]):
-        line = f"{metric}: {note}" if metric and note else note
-        if not comparable and not note:
-            line = f"{metric}: not comparable"
-        if line and line not in notes:
-            notes.append(line)
-    return "".join(f"- {line}\n" for line in notes)
+    """The caveats of a comparison frame as a Markdown list, each once with what it concerns.
+
+    A row's ``note`` joins its caveats with "; ". Missing results concern configurations, a
+    blank in the paper a (configuration, metric), anything else (class set, synthetic data)
+    the metrics it applies to.
+    """
+    by_caveat: dict[str, list[str]] = {}
+    metrics_of = frame["metric"] if "metric" in frame else pd.Series("", index=frame.index)
+    strategies = frame["strategy"] if "strategy" in frame else pd.Series("", index=frame.index)
+    several = strategies.nunique() > 1
+    for strategy, metric, note in zip(strategies, metrics_of, frame["note"]):
+        for caveat in (c for c in str(note).split("; ") if c):
+            if caveat == NO_RESULTS:
+                subject = strategy
+            elif caveat == PAPER_BLANK:
+                subject = f"{strategy}, {metric}" if several else metric
+            else:
+                subject = metric
+            subjects = by_caveat.setdefault(caveat, [])
+            if subject and subject not in subjects:
+                subjects.append(subject)
+    lines = [f"- {caveat[0].upper()}{caveat[1:]}" + (f" ({'; '.join(subjects)})." if subjects
+                                                     else ".")
+             for caveat, subjects in by_caveat.items()]
+    return "".join(f"{line}\n" for line in lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -752,6 +795,7 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
     available" when the configuration has no results); ``diff_<config>_<metric>`` (ours minus
     paper); ``ours_n_images``, ``ours_n_covid``, ``ours_n_classes``, ``ours_n_folds``,
     ``ours_not_covid_baseline`` (and ``_text``), ``ours_<config>_over_baseline`` (and ``_text``),
+    ``paper_<config>_over_baseline`` (its 2-class accuracy minus the rule's, on its counts),
     ``ours_best_config``, ``run_summary_text``, ``comparable_nclass_text``, ``comparable_2class_text``,
     ``paper_below_baseline_count``/``_text`` (paper configurations whose 2-class accuracy is
     below the trivial baseline), ``bootstrap_replicates``, ``run_name``, ``run_label``,
@@ -819,8 +863,12 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
     for key, metric in (("nclass", "acc_7class"), ("2class", "acc_2class")):
         comparable, note = comparability(run_path, metric)
         numbers[f"comparable_{key}_text"] = (
-            ("comparable with the paper" + (f" ({note})" if note else "")) if comparable
+            ("comparable with the paper" + (f" {note}" if note else "")) if comparable
             else f"not comparable with the paper ({note})")
+    for config in PAPER_CONFIGS:
+        reported = paper_figure(config, "acc_2class")
+        if reported is not None:
+            numbers[f"paper_{config}_over_baseline"] = reported - numbers["paper_not_covid_baseline"]
     for config in configs:
         ours = numbers.get(f"ours_{config}_acc_2class", math.nan)
         margin = ours - numbers["ours_not_covid_baseline"]

@@ -71,9 +71,10 @@ for n in report.FIGURE_TABLES:
 # %% [markdown]
 # ## Tables 2, 3, 6 and 7: confusion matrices
 #
-# Rows are the predicted class and columns the actual class, as the paper prints them.
-# Datasets of different sizes compare through each cell's share of its actual class
-# (`paper_pct`, `ours_pct`), which is also what the colours show.
+# Rows are the predicted class and columns the actual class, as the paper prints them; each
+# cell reads "paper / ours". Datasets of different sizes compare through each cell's share of
+# its actual class (`paper_pct`, `ours_pct` in the long table), which is also what the colours
+# show.
 
 # %%
 for n in report.SEVEN_CLASS_MATRICES + report.TWO_CLASS_MATRICES:
@@ -82,6 +83,8 @@ for n in report.SEVEN_CLASS_MATRICES + report.TWO_CLASS_MATRICES:
                      + report.comparison_notes(table)))
     display(report.comparison_figure(run_path, n))
     display(report.display_comparison(table))
+    display(table.drop(columns=["comparable", "note"]).set_index(["predicted", "actual"])
+            .round(2))
 
 # %% [markdown]
 # ## Confusion matrices of every configuration

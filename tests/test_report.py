@@ -115,7 +115,12 @@ def test_comparison_of_figures_tables(stores):
     assert not seven["comparable"] and "4 classes" in seven["note"]
     assert seven["ours"] == pytest.approx(100 * ours.loc["accuracy", "value"])
     assert table5.loc["sensitivity", "baseline_ours"] == 0.0
+    shown = report.display_comparison(report.comparison_table(run, 5, n_boot=200))
+    assert shown.index.names == ["metric"]
+    assert shown.loc["2-class accuracy", "ours [95% CI]"] == \
+        f"{row['ours']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
     assert table5.attrs["table"] == 5 and "scratch" in table5.attrs["title"]
+    assert table5.attrs["comparable"] is False and "4 classes" in table5.attrs["notes"]
 
 
 def test_missing_configurations_are_reported_not_fatal(stores):
@@ -129,6 +134,12 @@ def test_missing_configurations_are_reported_not_fatal(stores):
     note = report.missing_note(stores["bundle"], "fine_tune_11")
     assert "--configs fine_tune_11" in note and "--profile paper-bundle" in note
     assert report.display_comparison(table4).index.names == ["strategy", "metric"]
+    notes = report.comparison_notes(table4).splitlines()
+    assert len(notes) == 4  # missing results, paper blanks, 4-class, non-COVID side
+    missing_line = next(line for line in notes if line.startswith("- No finished folds"))
+    assert "Fine-tuning 11" in missing_line and "Fine-tuning 3" not in missing_line
+    blank_line = next(line for line in notes if "prints no figure" in line)
+    assert "Fine-tuning 3, specificity" in blank_line
 
 
 def test_comparison_of_confusion_matrices(stores):
@@ -140,6 +151,11 @@ def test_comparison_of_confusion_matrices(stores):
     assert cell.loc[("Edema", "Edema"), "ours"] != cell.loc[("Edema", "Edema"), "ours"]  # NaN
     assert cell["ours"].sum() == 114
     assert not table6["comparable"].any()
+    wide = report.display_comparison(table6)
+    assert list(wide.index) == list(paper.CLASSES) and list(wide.columns) == list(paper.CLASSES)
+    assert wide.loc["COVID-19", "COVID-19"] == \
+        f"443 / {cell.loc[('COVID-19', 'COVID-19'), 'ours']:.0f}"
+    assert wide.loc["Edema", "Edema"] == "232 / –"
     covid_column = cell.xs("COVID-19", level="actual")
     assert covid_column["ours_pct"].sum() == pytest.approx(100)
     table7 = report.comparison_table(run, 7).set_index(["predicted", "actual"])
