@@ -360,6 +360,25 @@ def strategy_overview(run_path: str | Path, configs=None, n_boot: int = BOOTSTRA
     return frame
 
 
+def display_overview(overview: pd.DataFrame) -> pd.DataFrame:
+    """:func:`strategy_overview` compact enough for a book page: mean ± fold sd in one cell."""
+    def mean_sd(mean, sd):
+        if pd.isna(mean):
+            return "–"
+        return f"{mean:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
+    n = len(overview.attrs.get("classes", paper.CLASSES))
+    shown = pd.DataFrame({
+        "strategy": overview["strategy"], "folds": overview["folds"],
+        f"{n}-class accuracy (%)": [mean_sd(m, sd) for m, sd in
+                                    zip(overview["accuracy"], overview["accuracy_sd"])],
+        "2-class accuracy (%)": [mean_sd(m, sd) for m, sd in
+                                 zip(overview["acc_2class"], overview["acc_2class_sd"])],
+        "sensitivity (%)": overview["sensitivity"], "specificity (%)": overview["specificity"],
+        "AUC": overview["auc"],
+    })
+    return shown.set_index("strategy")
+
+
 def confusion_matrix(run_path: str | Path, config: str) -> pd.DataFrame | None:
     """The pooled confusion matrix (rows predicted, columns actual), None without results."""
     run_path = as_run_path(run_path)
@@ -457,7 +476,7 @@ def training_curves(run_path: str | Path, config: str):
     import matplotlib
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = _figure(1, 2, figsize=(10, 3.4))
+    fig, axes = _figure(1, 2, figsize=(8, 3.2))
     colours = matplotlib.colormaps["tab10"]
     epoch = "epoch" if "epoch" in history else None
     for ax, quantity in zip(axes, ("loss", "accuracy")):
@@ -471,9 +490,8 @@ def training_curves(run_path: str | Path, config: str):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(quantity)
         ax.grid(alpha=0.3)
-    axes[0].set_title(f"{config_label(config)}: loss (solid train, dashed validation)",
-                      fontsize=10)
-    axes[1].set_title("accuracy", fontsize=10)
+    axes[0].set_title(f"{config_label(config)}: loss", fontsize=9)
+    axes[1].set_title("accuracy (solid training, dashed validation)", fontsize=9)
     axes[1].legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
@@ -490,7 +508,7 @@ def fold_spread(run_path: str | Path):
     panels = [("accuracy", f"{len(classes)}-class accuracy (%)", "acc_7class")]
     if paper.POSITIVE_CLASS in classes:
         panels.append(("acc_2class", "2-class accuracy (%)", "acc_2class"))
-    fig, axes = _figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig, axes = _figure(1, len(panels), figsize=(4.0 * len(panels), 3.8), squeeze=False)
     rng = np.random.default_rng(0)  # fixed jitter: the figure does not change between builds
     for ax, (column, ylabel, paper_metric) in zip(axes[0], panels):
         comparable, _ = comparability(run_path, paper_metric)
@@ -505,7 +523,7 @@ def fold_spread(run_path: str | Path):
                 ax.plot(x, reported, "x", color="tab:red", markersize=9, mew=2,
                         label="paper" if x == 0 else None)
         ax.set_xticks(range(len(configs)), [config_label(c) for c in configs], rotation=40,
-                      ha="right")
+                      ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)

@@ -46,7 +46,7 @@ display(Markdown(f"**{report.run_label(run_path)}** (results: `{run_path}`)"))
 # %%
 configs = report.run_configs(run_path) or report.PAPER_CONFIGS
 overview = report.strategy_overview(run_path, configs)
-display(overview.set_index("strategy").drop(columns="configuration").round(2))
+display(report.display_overview(overview))
 incomplete = [report.missing_note(run_path, c) for c in configs
               if len(results.done_folds(run_path, c)) < (report.run_profile(run_path).n_folds
                                                          if report.run_profile(run_path) else 1)]

@@ -190,6 +190,12 @@ def test_fold_table_and_summary(stores):
     summary = report.summary_table(run, "fine_tune_3", n_boot=100)
     assert "4-class accuracy (%)" in summary.index
     assert summary.loc["4-class accuracy (%)", "value"] == pytest.approx(expected.mean())
+    overview = report.strategy_overview(run, ["fine_tune_3", "fine_tune_11"], n_boot=100)
+    assert overview["accuracy"].iloc[0] == pytest.approx(expected.mean())
+    shown = report.display_overview(overview)
+    assert shown.loc["Fine-tuning 3", "4-class accuracy (%)"] == \
+        f"{expected.mean():.2f} ± {expected.std(ddof=1):.2f}"
+    assert shown.loc["Fine-tuning 11", "4-class accuracy (%)"] == "–"
     per_class = report.per_class_table(run, "fine_tune_3")
     assert list(per_class.index) == list(BUNDLE_CLASSES) and per_class["support"].sum() == 114
 
