@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, paper, paths, results
-from .profiles import PAPER_CONFIGS, Profile, parse_config
+from .profiles import PAPER_CONFIGS, PROFILES, Profile, parse_config
 
 #: Bootstrap settings for every interval the report shows (report settings, not run settings:
 #: they change no stored result, only how it is summarised).
@@ -131,7 +131,8 @@ def missing_note(run_path: str | Path, config: str) -> str:
     """What to run to fill an empty configuration (Markdown)."""
     run_path = as_run_path(run_path)
     profile = run_profile(run_path)
-    name = profile.name if profile else "PROFILE"
+    name = profile.name if profile else (run_path.name if run_path.name in PROFILES
+                                         else "PROFILE")
     expected = profile.n_folds if profile else "?"
     done = results.done_folds(run_path, config)
     run_opt = "" if run_path.name == name else f" --run {run_path.name}"
@@ -571,7 +572,7 @@ def comparability(run_path: str | Path, metric: str) -> tuple[bool, str]:
     compares like for like with the paper's, and if not (or only partly) why."""
     profile = run_profile(run_path)
     if profile is None:
-        return False, "no results"
+        return False, NO_RESULTS
     if profile.dataset != "real":
         return False, "synthetic demonstration data: shows the method, not comparable"
     classes = tuple(profile.classes)
@@ -614,6 +615,10 @@ def baselines(run_path: str | Path, metric: str) -> tuple[float, float]:
     return ours, 100 * metrics.not_covid_baseline(paper.class_counts())
 
 
+def _join_caveats(*caveats: str) -> str:
+    return "; ".join(dict.fromkeys(c for c in caveats if c))
+
+
 def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     for config in TABLE_CONFIGS[n]:
@@ -623,9 +628,9 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
             value, low, high, sd = _our_figure(summary, metric)
             comparable, note = comparability(run_path, metric)
             if summary is None:
-                note = NO_RESULTS + (f"; {note}" if note else "")
+                note = _join_caveats(NO_RESULTS, note)
             elif reported is None:
-                note = PAPER_BLANK + (f"; {note}" if note else "")
+                note = _join_caveats(PAPER_BLANK, note)
             base_ours, base_paper = baselines(run_path, metric)
             label = METRIC_LABELS[metric]
             n_classes = len(run_classes(run_path))
@@ -668,7 +673,7 @@ def _matrix_comparison(run_path: Path, n: int) -> pd.DataFrame:
     comparable, note = comparability(run_path, "matrix7" if n in SEVEN_CLASS_MATRICES
                                     else "acc_2class")
     if ours is None:
-        note = NO_RESULTS + (f"; {note}" if note else "")
+        note = _join_caveats(NO_RESULTS, note)
     tidy = theirs.stack().rename("paper").to_frame()
     tidy["ours"] = ours.stack().astype(float) if ours is not None else np.nan
     tidy["paper_pct"] = _share_of_actual(theirs).stack()

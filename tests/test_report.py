@@ -134,6 +134,11 @@ def test_missing_configurations_are_reported_not_fatal(stores):
     note = report.missing_note(stores["bundle"], "fine_tune_11")
     assert "--configs fine_tune_11" in note and "--profile paper-bundle" in note
     assert report.display_comparison(table4).index.names == ["strategy", "metric"]
+    nothing = report.comparison_table(stores["root"] / "tiny", 1)
+    assert report.comparison_notes(nothing) == \
+        "- No finished folds yet (Off-the-shelf features).\n"
+    assert "--profile tiny --configs off_the_shelf`" in \
+        report.missing_note(stores["root"] / "tiny", "off_the_shelf")
     notes = report.comparison_notes(table4).splitlines()
     assert len(notes) == 4  # missing results, paper blanks, 4-class, non-COVID side
     missing_line = next(line for line in notes if line.startswith("- No finished folds"))
