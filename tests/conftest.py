@@ -1,0 +1,72 @@
+"""Shared fixtures. Keep small; add fixtures at the end (several people edit this file)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib.dataset import MANIFEST_COLUMNS
+from cxrlib.paper import CLASSES
+
+
+def write_curated(out: Path, size: int = 32, per_class: int = 6, classes=CLASSES,
+                  patients_per_class: int | None = None, seed: int = 0) -> Path:
+    """A small curated dataset on disk, as :mod:`cxrlib.dataset` describes it.
+
+    Each class has a bright square at its own place on a noisy background, so a model can
+    tell the classes apart. ``patients_per_class`` gives several images per patient.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, label in enumerate(classes):
+        for i in range(per_class):
+            pixels = rng.normal(90, 25, (size, size))
+            side = size // 4
+            top = (k * side // 2) % (size - side)
+            left = (k * side) % (size - side)
+            pixels[top:top + side, left:left + side] += 110
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+            image_id = f"fixture-{k}-{i:03d}"
+            image.save(out / "images" / f"{image_id}.jpg", quality=95)
+            patient = i % patients_per_class if patients_per_class else i
+            rows.append({"image_id": image_id, "label": label, "source": "fixture",
+                         "finding": label, "patient_id": f"fixture:{k}-{patient}", "view": "PA",
+                         "age": "", "sex": "", "orig_width": size, "orig_height": size,
+                         "orig_path": f"fixture/{image_id}.jpg", "sha256": "", "excluded": ""})
+    pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(out / "manifest.csv", index=False)
+    (out / "curation.json").write_text(json.dumps({"fixture": True, "image_size": size}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_curated(tmp_path_factory) -> Path:
+    """A curated set the size of the ``tiny`` profile (32 px, 6 images per class)."""
+    return write_curated(tmp_path_factory.mktemp("tiny_curated"), size=32, per_class=6)
+
+
+@pytest.fixture(scope="session")
+def standin_keras_home(tmp_path_factory) -> Path:
+    """A KERAS_HOME holding a stand-in for the ImageNet file (random weights, Keras' h5 layout).
+
+    Tests never depend on the real ImageNet weights; this file has the same name and layout.
+    """
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from cxrlib.model import IMAGENET_FILE
+
+    home = tmp_path_factory.mktemp("keras_home")
+    (home / "models").mkdir()
+    keras.utils.set_random_seed(1)
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                              input_shape=(32, 32, 3))
+    with h5py.File(home / "models" / IMAGENET_FILE, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, backbone)
+    return home
