@@ -67,11 +67,11 @@ TABLE_TITLES = {
     7: "Training from scratch: COVID-19 against the rest",
 }
 FIGURE_TABLES = (1, 4, 5)
+SEVEN_CLASS_MATRICES = (2, 6)
+TWO_CLASS_MATRICES = (3, 7)
 #: Caveats a comparison row can carry (besides the comparability reason).
 NO_RESULTS = "no finished folds yet"
 PAPER_BLANK = "the paper prints no figure here"
-SEVEN_CLASS_MATRICES = (2, 6)
-TWO_CLASS_MATRICES = (3, 7)
 
 
 # --------------------------------------------------------------------------------------------
