@@ -1,0 +1,426 @@
+"""Built-in SYNTHETIC chest-radiograph-like images: the default data when no real data is given.
+
+Nothing here is a real X-ray. Every image is drawn from a few geometric primitives (body outline,
+two lung fields, mediastinum, heart, diaphragm, ribs, vessel texture) and, for the six disease
+classes, a simplified version of the sign a radiologist looks for:
+
+=============  ================================================================================
+COVID-19       patchy ground-glass opacities in the periphery of both lower zones
+Edema          perihilar "bat-wing" haze on both sides, a larger heart, short Kerley B lines
+Effusion       a basal fluid level with a meniscus that blunts the costophrenic angle
+Emphysema      hyperlucent, enlarged lungs with a low, flattened diaphragm, fewer vessel markings
+Fibrosis       a fine reticular (net-like) pattern in both lower zones, slightly smaller lungs
+Pneumonia      dense consolidation of one lobe of one lung, bounded by a fissure
+Normal         clear lungs (also "No Finding", an extra class for the audit)
+=============  ================================================================================
+
+Nuisance variation: position, size, rotation, exposure and contrast, noise, breast shadows,
+follow-up images of the same patient (same anatomy, new position and exposure).
+
+**The built-in shortcut, on purpose.** The paper's classes come from different collections, and
+so do ours, so that the audit chapter can show that it catches a shortcut:
+
+- ``synthetic-web`` (all COVID-19 images): adults, varied crops and aspect ratios, a burned-in
+  caption block in a corner and sometimes arrows, as in figures taken from papers and websites;
+- ``synthetic-paediatric`` (all Pneumonia and Normal images): small children centred in a wide
+  landscape frame, an "R" marker, one bright exposure style;
+- ``synthetic-hospital`` (Edema, Effusion, Emphysema, Fibrosis and the extra "No Finding"): adults
+  in a square frame with an "L" marker in the top right corner.
+
+So collection (and with it the class group) can be read from markers, frame and body size alone,
+without looking at the lungs. ``collection_style="external"`` makes a second collection with the
+same signs but none of these cues (``synthetic-external``: adults, no markers, one neutral
+style for every class), for the audit's external test.
+
+The signs are real but not trivial: the strength of each image's sign is drawn between
+``0.35`` and ``1`` times ``sign_strength``, so some cases are subtle.
+
+A few deliberately faulty images (``fault_fraction`` of each class, on top of the requested
+count) exercise the curation's exclusions: washed-out (low contrast), a strip of the thorax
+(partial), inverted grey scale, and copies of another image under another patient id
+(duplicates). Everything is a pure function of the seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .paper import CLASSES
+
+EXTRA_CLASSES: tuple[str, ...] = ("No Finding",)
+COLLECTIONS: dict[str, str] = {
+    "COVID-19": "synthetic-web",
+    "Edema": "synthetic-hospital", "Effusion": "synthetic-hospital",
+    "Emphysema": "synthetic-hospital", "Fibrosis": "synthetic-hospital",
+    "Pneumonia": "synthetic-paediatric", "Normal": "synthetic-paediatric",
+    "No Finding": "synthetic-hospital",
+}
+EXTERNAL = "synthetic-external"
+FAULTS: tuple[str, ...] = ("low_contrast", "partial_thorax", "duplicate", "inverted")
+
+#: The sentence every figure and table of synthetic data carries.
+SYNTHETIC_NOTICE = "SYNTHETIC images (procedurally generated, not real X-rays)"
+
+SHORTCUT_NOTE = (
+    "Built-in shortcut: COVID-19 images come only from 'synthetic-web' (caption block, arrows, "
+    "varied crops), Pneumonia and Normal only from 'synthetic-paediatric' (small child in a wide "
+    "frame, 'R' marker, bright exposure), Edema/Effusion/Emphysema/Fibrosis/No Finding only from "
+    "'synthetic-hospital' (square frame, 'L' marker). The collection is visible without looking "
+    "at the lungs, as in the paper's real data. 'synthetic-external' has the same signs "
+    "without these cues.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering primitives (float images, 0 = black = no attenuation)
+
+
+def _soft_ellipse(u, v, cu, cv, ru, rv, edge=0.08):
+    r = np.sqrt(((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2)
+    return np.clip((1.0 - r) / edge, 0.0, 1.0)
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(a, sigma, mode="nearest")
+
+
+def _smooth_noise(rng, shape, sigma):
+    n = _blur(rng.standard_normal(shape).astype(np.float32), sigma)
+    return n / (n.std() + 1e-6)
+
+
+def _style(collection: str, rng) -> dict:
+    """Frame, body size and exposure habits of a collection."""
+    if collection == "synthetic-web":
+        return dict(aspect=rng.uniform(0.85, 1.35), scale=rng.uniform(0.80, 1.02),
+                    gamma=rng.uniform(0.7, 1.4), gain=rng.uniform(0.85, 1.1),
+                    offset=rng.uniform(-0.05, 0.08), noise=rng.uniform(0.01, 0.04),
+                    child=False)
+    if collection == "synthetic-paediatric":
+        return dict(aspect=rng.uniform(1.2, 1.45), scale=rng.uniform(0.56, 0.72),
+                    gamma=rng.uniform(0.7, 0.9), gain=1.05, offset=0.06, noise=0.02,
+                    child=True)
+    if collection == "synthetic-hospital":
+        return dict(aspect=1.0, scale=rng.uniform(0.76, 0.92), gamma=rng.uniform(0.85, 1.25),
+                    gain=rng.uniform(0.9, 1.0), offset=0.0, noise=0.015, child=False)
+    if collection == EXTERNAL:
+        return dict(aspect=rng.uniform(0.9, 1.25), scale=rng.uniform(0.72, 0.9),
+                    gamma=rng.uniform(0.9, 1.1), gain=rng.uniform(0.9, 1.0), offset=0.02,
+                    noise=0.02, child=False)
+    raise ValueError(f"unknown synthetic collection {collection!r}")
+
+
+def _anatomy(patient_seed: int, child: bool) -> dict:
+    """What stays the same between a patient's images (shape of body, lungs, heart)."""
+    rng = np.random.default_rng(patient_seed)
+    return dict(
+        width=rng.uniform(0.85, 1.15), height=rng.uniform(0.88, 1.12),
+        body_width=rng.uniform(1.1, 1.38), mediastinum=rng.uniform(0.10, 0.16),
+        lung_w=rng.uniform(0.30, 0.40, 2), lung_h=rng.uniform(0.64, 0.82, 2),
+        lung_u=rng.uniform(0.43, 0.52, 2), lung_v=rng.uniform(-0.12, 0.0, 2),
+        heart=rng.uniform(0.8, 1.2) * (1.1 if child else 1.0), heart_u=rng.uniform(0.04, 0.18),
+        dome=rng.uniform(0.06, 0.2, 2), rib_phase=rng.uniform(0, 1),
+        rib_freq=rng.uniform(4.4, 5.6), body=rng.uniform(0.36, 0.48),
+        vessels=rng.uniform(0.7, 1.3), lucency=rng.uniform(0.85, 1.15),
+    )
+
+
+def _draw_marker(img, letter: str, top: int, left: int, h: int, level: float = 0.97) -> None:
+    w = max(2, h * 2 // 3)
+    t = max(1, h // 5)
+    if letter == "L":
+        img[top:top + h, left:left + t] = level
+        img[top + h - t:top + h, left:left + w] = level
+    else:  # "R": a bar, a bowl and a leg
+        img[top:top + h, left:left + t] = level
+        img[top:top + t, left:left + w] = level
+        img[top + h // 2 - t // 2:top + h // 2 + (t + 1) // 2, left:left + w] = level
+        img[top:top + h // 2, left + w - t:left + w] = level
+        for k in range(h // 2):
+            c = left + t + (w - t) * k // max(1, h // 2)
+            img[top + h // 2 + k, c:c + t] = level
+
+
+def _draw_caption(img, rng, corner: int) -> None:
+    """A block of bright 'words' in a corner, as in figures captured from papers."""
+    H, W = img.shape
+    lines, lh = int(rng.integers(1, 4)), max(2, H // 40)
+    block_w = int(W * rng.uniform(0.22, 0.4))
+    top = int(H * 0.03) if corner in (0, 1) else H - int(H * 0.03) - lines * 2 * lh
+    left = int(W * 0.03) if corner in (0, 2) else W - int(W * 0.03) - block_w
+    img[max(0, top - lh):top + lines * 2 * lh, max(0, left - lh):left + block_w + lh] = 0.05
+    for line in range(lines):
+        x = left
+        while x < left + block_w:
+            word = int(rng.integers(2, 7)) * max(1, lh // 2 + 1)
+            img[top + line * 2 * lh:top + line * 2 * lh + lh, x:min(x + word, left + block_w)] = 0.95
+            x += word + max(1, lh // 2 + 1)
+
+
+def _draw_arrow(img, rng, tip_x, tip_y, size) -> None:
+    H, W = img.shape
+    ang = rng.uniform(0, 2 * np.pi)
+    dx, dy = np.cos(ang), np.sin(ang)
+    yy, xx = np.mgrid[0:H, 0:W]
+    # shaft: points within a thin band along the direction from the tip outwards
+    px, py = xx - tip_x, yy - tip_y
+    along = px * dx + py * dy
+    across = np.abs(-px * dy + py * dx)
+    shaft = (along > size * 0.3) & (along < size * 1.6) & (across < max(1.0, size * 0.08))
+    head = (along > 0) & (along < size * 0.45) & (across < along * 0.6)
+    img[shaft | head] = 0.98
+
+
+def render(recipe: dict) -> np.ndarray:
+    """The 8-bit grayscale image of one recipe (see :func:`make_synthetic`)."""
+    rng = np.random.default_rng(recipe["seed"])
+    collection, label = recipe["collection"], recipe["label"]
+    st = _style(collection, rng)
+    an = _anatomy(recipe["patient_seed"], st["child"])
+    long_side = int(recipe["native_size"])
+    aspect = st["aspect"]
+    if recipe.get("fault") == "partial_thorax":
+        aspect = rng.uniform(2.2, 2.6)  # a strip cut across the chest
+    W = long_side if aspect >= 1 else max(8, round(long_side * aspect))
+    H = max(8, round(long_side / aspect)) if aspect >= 1 else long_side
+
+    # Thorax frame: centre, half-width a and half-height b in pixels, small rotation.
+    b = 0.5 * H * st["scale"] * an["height"] * (1.0 if recipe.get("fault") != "partial_thorax"
+                                               else 2.4)
+    a = b * 0.95 * an["width"]
+    cx = W / 2 + rng.normal(0, 0.05) * W
+    cy = H / 2 + rng.normal(0, 0.04) * H + (0.06 * H if st["child"] else 0.0)
+    rot = np.deg2rad(rng.normal(0, 3.5))
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    x0, y0 = xx - cx, yy - cy
+    u = (np.cos(rot) * x0 + np.sin(rot) * y0) / a
+    v = (-np.sin(rot) * x0 + np.cos(rot) * y0) / b
+
+    s = float(recipe["sign"])  # this image's sign strength, 0..1
+    is_ = lambda name: label == name  # noqa: E731
+
+    # Lung geometry (per side), changed by emphysema (bigger, flat diaphragm) and fibrosis.
+    lung_rw, lung_rh, dome = an["lung_w"].copy(), an["lung_h"].copy(), an["dome"].copy()
+    lung_cv = an["lung_v"].copy()
+    if is_("Emphysema"):
+        lung_rw *= 1 + 0.10 * s
+        lung_rh *= 1 + 0.14 * s
+        lung_cv += 0.07 * s
+        dome *= 1 - 0.85 * s
+    if is_("Fibrosis"):
+        lung_rw *= 1 - 0.03 * s
+        lung_rh *= 1 - 0.03 * s
+    heart_scale = an["heart"] * (1 + 0.28 * s if is_("Edema") else 1.0)
+
+    # Body: a boxy soft-tissue outline (shoulders, chest wall, arms' edge), a neck above; the
+    # outside is air (dark).
+    img = np.zeros((H, W), np.float32)
+    shoulder = np.clip((v + 1.05) / 0.25, 0, 1)  # shoulders round off at the top
+    half_width = an["body_width"] - 0.25 * (1 - shoulder) ** 2
+    body = np.clip((half_width - np.abs(u)) / 0.06, 0, 1) * np.clip((v + 1.2) / 0.08, 0, 1)
+    neck = np.clip((0.26 - np.abs(u)) / 0.05, 0, 1) * np.clip((v + 1.6) / 0.1, 0, 1)
+    img += an["body"] * np.maximum(body, neck) * (0.85 + 0.15 * np.clip(1 - np.abs(u), 0, 1))
+    img += 0.10 * np.clip(v - 0.55, 0, 1) * body  # abdomen is denser than chest wall
+
+    # Lung fields (darker), cut below by the diaphragm domes.
+    lungs = np.zeros_like(img)
+    for k, side in enumerate((-1, 1)):
+        cu = side * an["lung_u"][k]
+        lung = _soft_ellipse(u, v, cu, lung_cv[k], lung_rw[k], lung_rh[k], edge=0.12)
+        dome_v = lung_cv[k] + lung_rh[k] * 0.78 - dome[k] * (1 - ((u - cu) / (lung_rw[k] * 1.1)) ** 2)
+        lung *= np.clip((dome_v - v) / 0.04, 0, 1)
+        lung *= np.clip((np.abs(u) - an["mediastinum"]) / 0.05, 0, 1)
+        lungs = np.maximum(lungs, lung)
+    lucency = 0.30 * an["lucency"] * (1 + (0.28 * s if is_("Emphysema") else 0.0))
+    gradient = 1.0 + 0.15 * np.clip(-v, 0, 1) - 0.1 * np.clip(v, 0, 1)
+    img -= lucency * lungs * gradient * an["body"] / 0.42
+
+    # Mediastinum, spine and heart (bright, over the medial lungs).
+    img += 0.16 * np.clip((an["mediastinum"] + 0.01 - np.abs(u)) / 0.05, 0, 1) * body
+    heart = _soft_ellipse(u, v, an["heart_u"], 0.36, 0.30 * heart_scale, 0.26 * heart_scale, edge=0.35)
+    img += 0.20 * heart
+
+    # Ribs and clavicles, vessel texture.
+    ribs = (0.5 + 0.5 * np.sin(2 * np.pi * (v * an["rib_freq"] - 0.9 * np.abs(u) ** 1.5 + an["rib_phase"]))) ** 6
+    img += 0.06 * ribs * np.clip((1.05 - np.abs(u)) / 0.1, 0, 1) * np.clip((0.7 - v) / 0.1, 0, 1) * body
+    for side in (-1, 1):
+        clav = np.exp(-((v + 0.80 - 0.12 * np.abs(u)) / 0.03) ** 2) * (side * u > 0.05) * \
+            (np.abs(u) < 0.75)
+        img += 0.10 * clav
+    vessel_amp = 0.05 * an["vessels"] * (1 - (0.6 * s if is_("Emphysema") else 0.0))
+    hilar = np.exp(-((np.abs(u) - 0.28) / 0.25) ** 2 - ((v + 0.02) / 0.4) ** 2)
+    sig = max(1.0, W / 160)
+    img += vessel_amp * np.abs(_smooth_noise(rng, (H, W), sig)) * hilar * lungs
+
+    # ------------------------------------------------------------------ the sign of each class
+    # Signs draw from their own stream, so the same recipe drawn as Normal differs only by
+    # the sign; exposure is normalised before the sign is added, for the same reason.
+    sign_rng = np.random.default_rng([int(recipe["seed"]), 7])
+    exposure_scale = max(float(np.percentile(img, 99.5)), 1e-3)
+    opac = np.zeros_like(img)
+    if is_("COVID-19"):
+        ggo = np.clip(_smooth_noise(sign_rng, (H, W), max(1.5, W / 60)) * 0.5 + 0.6, 0, 1.2)
+        for side in (-1, 1):
+            for _ in range(int(sign_rng.integers(3, 6))):
+                cu = side * sign_rng.uniform(0.50, 0.72)
+                cv = sign_rng.uniform(0.0, 0.45)
+                r = sign_rng.uniform(0.14, 0.24)
+                opac += 0.26 * s * _soft_ellipse(u, v, cu, cv, r, r * 1.3, edge=0.7) * ggo
+    elif is_("Edema"):
+        for side in (-1, 1):
+            opac += 0.30 * s * np.exp(-((u - side * 0.27) / 0.19) ** 2 - ((v + 0.02) / 0.32) ** 2)
+            for _ in range(int(sign_rng.integers(2, 5))):  # Kerley B lines
+                lv = sign_rng.uniform(0.25, 0.55)
+                opac += 0.12 * s * (np.abs(v - lv) < 0.012) * (side * u > 0.70) * (side * u < 0.82)
+    elif is_("Effusion"):
+        sides = [int(sign_rng.choice([-1, 1]))] if sign_rng.random() < 0.75 else [-1, 1]
+        for side in sides:
+            k = (side + 1) // 2
+            level = lung_cv[k] + lung_rh[k] * sign_rng.uniform(0.05, 0.35) + 0.15 * (1 - s)
+            lateral = np.clip(side * u - 0.15, 0, 1)
+            meniscus = level - 0.35 * lateral ** 2  # fluid climbs the lateral chest wall
+            fluid = np.clip((v - meniscus) / 0.03, 0, 1) * (side * u > 0.1) * body
+            angle = np.clip((side * u - 0.5) / 0.1, 0, 1) * np.clip((0.86 - side * u) / 0.08, 0, 1) * \
+                np.clip((lung_cv[k] + lung_rh[k] * 0.8 - v) / 0.08, 0, 1)  # costophrenic angle
+            opac += (0.18 + 0.17 * s) * fluid * np.clip(lungs * 1.6 + angle, 0, 1)
+    elif is_("Fibrosis"):
+        net = np.zeros_like(img)
+        freq = sign_rng.uniform(12, 16)
+        for ang in sign_rng.uniform(0, np.pi, 3):
+            phase = sign_rng.uniform(0, 2 * np.pi)
+            net += np.abs(np.sin(freq * (np.cos(ang) * u + np.sin(ang) * v * b / a) + phase)) < 0.25
+        zone = np.clip((v + 0.05) / 0.25, 0, 1) * np.clip(np.abs(u) / 0.8, 0.35, 1)
+        opac += 0.25 * s * np.clip(net, 0, 1) * zone
+    elif is_("Pneumonia"):
+        side = int(sign_rng.choice([-1, 1]))
+        upper = sign_rng.random() < 0.45
+        tilt = sign_rng.uniform(-0.25, 0.25)
+        fissure = lung_cv[(side + 1) // 2] + (-0.05 if upper else 0.12) + \
+            tilt * (side * u - 0.47)
+        lobe = np.clip(((fissure - v) if upper else (v - fissure)) / 0.02, 0, 1) * (side * u > 0.12)
+        texture = 0.85 + 0.15 * _smooth_noise(sign_rng, (H, W), max(1.0, W / 80))
+        opac += (0.2 + 0.25 * s) * lobe * texture
+    opac *= np.clip(lungs * 1.4, 0, 1) if not is_("Effusion") else 1.0
+    img += _blur(opac, max(0.6, W / 256))
+
+    # Breast shadows (adult women), exposure, noise, collection marks.
+    if recipe.get("sex") == "F" and not st["child"]:
+        for side in (-1, 1):
+            img += 0.06 * _soft_ellipse(u, v, side * 0.62, 0.62, 0.34, 0.24, edge=0.5)
+    img = np.clip(img, 0, None)
+    field = _smooth_noise(rng, (max(4, H // 8), max(4, W // 8)), 1.5)
+    field = np.asarray(Image.fromarray(field.astype(np.float32)).resize((W, H), Image.BILINEAR))
+    img *= 1.0 + 0.12 * field  # uneven exposure across the film (heel effect, scatter)
+    img = np.clip(st["gain"] * img / exposure_scale * 0.9
+                  + st["offset"], 0, 1) ** st["gamma"]
+    if recipe.get("variant"):  # a re-encoded copy: slightly different exposure and noise
+        img = np.clip(img * 0.97 + 0.02, 0, 1)
+    img = np.clip(img + st["noise"] * rng.standard_normal(img.shape).astype(np.float32), 0, 1)
+
+    mark_h = max(4, H // 14)
+    if collection == "synthetic-web":
+        _draw_caption(img, rng, int(rng.integers(0, 4)))
+        if rng.random() < 0.4:
+            _draw_arrow(img, rng, cx + 0.6 * a * rng.choice([-1, 1]), cy + 0.2 * b, max(6, W / 10))
+    elif collection == "synthetic-paediatric":
+        _draw_marker(img, "R", int(H * 0.05), int(W * 0.05), mark_h)
+    elif collection == "synthetic-hospital":
+        _draw_marker(img, "L", int(H * 0.04), int(W * 0.90), mark_h)
+
+    fault = recipe.get("fault")
+    if fault == "low_contrast":
+        img = 0.42 + 0.14 * img
+    elif fault == "inverted":
+        img = 1.0 - img
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# The collection: who, which images, which recipe
+
+
+def _patient_sizes(rng, n_images: int, max_per_patient: int = 4) -> list[int]:
+    sizes, left = [], n_images
+    while left > 0:
+        k = int(min(left, rng.choice([1, 1, 2, 2, 3, 4][:max_per_patient + 2])))
+        sizes.append(k)
+        left -= k
+    return sizes
+
+
+def _demographics(rng, collection: str) -> tuple[float, str, str]:
+    sex = "F" if rng.random() < 0.5 else "M"
+    if collection == "synthetic-paediatric":
+        return float(rng.integers(1, 6)), sex, ""
+    if collection == "synthetic-web":
+        return float(rng.integers(30, 86)), sex, str(rng.choice(["PA", "AP", "AP Supine"]))
+    return float(rng.integers(20, 91)), sex, str(rng.choice(["PA", "PA", "AP"]))
+
+
+def make_synthetic(per_class: int = 80, seed: int = 2020, classes=CLASSES,
+                   extras=EXTRA_CLASSES, native_size: int = 128, sign_strength: float = 1.0,
+                   fault_fraction: float = 0.05, collection_style: str = "paper",
+                   ) -> pd.DataFrame:
+    """The synthetic candidates: one row per image, in the readers' table format.
+
+    Rows have ``recipe`` (a dict for :func:`render`) instead of a file ``path``; the curation
+    renders them in its worker processes. ``per_class`` good images per class (and per extra
+    class), plus ``round(fault_fraction * per_class)`` faulty ones per class.
+    ``collection_style``: ``"paper"`` (each class from its own collection, with the shortcut)
+    or ``"external"`` (every class from ``synthetic-external``, no markers).
+    """
+    if collection_style not in ("paper", "external"):
+        raise ValueError("collection_style must be 'paper' or 'external'")
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown class(es) {unknown}; classes are {CLASSES}")
+    root = np.random.SeedSequence([int(seed), 0 if collection_style == "paper" else 1])
+    rows: list[dict] = []
+    prefix = "synthetic-ext" if collection_style == "external" else "synthetic"
+    for ci, label in enumerate(list(classes) + [e for e in extras if e not in classes]):
+        class_seq = root.spawn(ci + 1)[-1]
+        rng = np.random.default_rng(class_seq)
+        collection = EXTERNAL if collection_style == "external" else COLLECTIONS[label]
+        n_faults = int(round(fault_fraction * per_class))
+        class_rows = []
+        patient_no = 0
+        for size in _patient_sizes(rng, per_class):
+            patient_no += 1
+            patient_seed = int(rng.integers(2 ** 31))
+            age, sex, view = _demographics(rng, collection)
+            for follow_up in range(size):
+                class_rows.append(dict(
+                    label=label, source=collection, finding=label,
+                    patient_id=f"{prefix}:{ci}-{patient_no:04d}", view=view,
+                    age=age, sex=sex, subtype="", population=(
+                        "paediatric" if collection == "synthetic-paediatric" else "adult"),
+                    recipe=dict(seed=int(rng.integers(2 ** 31)), patient_seed=patient_seed,
+                                label=label, collection=collection, sex=sex,
+                                native_size=int(native_size), fault="",
+                                sign=float(sign_strength * rng.uniform(0.35, 1.0)),
+                                follow_up=follow_up)))
+        for k in range(n_faults):
+            fault = FAULTS[k % len(FAULTS)]
+            base = class_rows[int(rng.integers(len(class_rows[:per_class])))]
+            row = dict(base, recipe=dict(base["recipe"]))
+            patient_no += 1
+            row["patient_id"] = f"{prefix}:{ci}-{patient_no:04d}"
+            if fault == "duplicate":
+                # The same radiograph published again under another patient id; every other
+                # duplicate is a re-encoded (near-identical) copy.
+                row["recipe"]["variant"] = int(k // len(FAULTS)) % 2
+            else:
+                row["recipe"]["seed"] = int(rng.integers(2 ** 31))
+                row["recipe"]["fault"] = fault
+            row["planted_fault"] = fault
+            class_rows.append(row)
+        rows.extend(class_rows)
+    df = pd.DataFrame(rows)
+    df["planted_fault"] = df.get("planted_fault", pd.Series("", index=df.index)).fillna("")
+    df.insert(0, "image_id", [f"{prefix}-{i:05d}" for i in range(len(df))])
+    df["source_patient_id"] = df["patient_id"]
+    df["path"] = ""
+    df["orig_path"] = ""
+    return df
