@@ -264,22 +264,23 @@ def _marker(target: Path, remote: Remote) -> Path:
 
 def download_source(source: str, data_dir, base_url: str | None = None,
                     parts: list[int] | None = None, keep_archives: bool = False,
-                    timeout: float = 60.0, log=print) -> list[Path]:
+                    timeout: float = 60.0, remotes: tuple[Remote, ...] | None = None,
+                    log=print) -> list[Path]:
     """Fetch, verify and unpack every remote of ``source`` into ``data_dir/source``.
 
     ``base_url``: fetch ``<base_url>/<filename>`` instead of the public address (a mirror, or the
     tests' loopback server); also read from ``CXRLIB_DOWNLOAD_BASE``. ``parts``: for NIH, which
     image archives (1-12) to fetch (the label table is always fetched). Steps already done
-    (marker file present) are skipped.
+    (marker file present) are skipped. ``remotes`` replaces the table's entries (tests).
     """
-    if source not in REMOTES:
+    if remotes is None and source not in REMOTES:
         raise ValueError(f"no download for {source!r}; downloadable: {', '.join(REMOTES)}. "
                          f"{_MANUAL.get(source, '')}")
     base_url = base_url or os.environ.get("CXRLIB_DOWNLOAD_BASE") or None
     data_dir = Path(data_dir)
     target = data_dir / source
     done = []
-    for k, remote in enumerate(REMOTES[source]):
+    for k, remote in enumerate(remotes if remotes is not None else REMOTES[source]):
         if parts and remote.kind == "tar.gz" and k not in parts:
             continue
         marker = _marker(target, remote)
