@@ -100,8 +100,8 @@ def _style(collection: str, rng) -> dict:
                     child=False)
     if collection == "synthetic-paediatric":
         return dict(aspect=rng.uniform(1.2, 1.45), scale=rng.uniform(0.56, 0.72),
-                    gamma=rng.uniform(0.7, 0.9), gain=1.05, offset=0.06, noise=0.02,
-                    child=True)
+                    gamma=rng.uniform(0.6, 1.0), gain=1.05, offset=0.06, noise=0.02,
+                    child=True, arms=rng.random() < 0.6)
     if collection == "synthetic-hospital":
         return dict(aspect=1.0, scale=rng.uniform(0.76, 0.92), gamma=rng.uniform(0.85, 1.25),
                     gain=rng.uniform(0.9, 1.0), offset=0.0, noise=0.015, child=False)
@@ -204,6 +204,8 @@ def render(recipe: dict) -> np.ndarray:
     # Lung geometry (per side), changed by emphysema (bigger, flat diaphragm) and fibrosis.
     lung_rw, lung_rh, dome = an["lung_w"].copy(), an["lung_h"].copy(), an["dome"].copy()
     lung_cv = an["lung_v"].copy()
+    lung_rh *= rng.uniform(0.9, 1.1)  # depth of inspiration differs between films
+    dome *= rng.uniform(0.7, 1.3)
     if is_("Emphysema"):
         lung_rw *= 1 + 0.10 * s
         lung_rh *= 1 + 0.14 * s
@@ -222,6 +224,13 @@ def render(recipe: dict) -> np.ndarray:
     body = np.clip((half_width - np.abs(u)) / 0.06, 0, 1) * np.clip((v + 1.2) / 0.08, 0, 1)
     neck = np.clip((0.26 - np.abs(u)) / 0.05, 0, 1) * np.clip((v + 1.6) / 0.1, 0, 1)
     img += an["body"] * np.maximum(body, neck) * (0.85 + 0.15 * np.clip(1 - np.abs(u), 0, 1))
+    if st.get("arms"):  # a child's arms held up beside the head
+        for side in (-1, 1):
+            arm_u = side * rng.uniform(0.75, 1.0)
+            tilt = rng.uniform(-0.25, 0.25)
+            arm = np.clip((0.16 - np.abs(u - arm_u - tilt * (v + 1.0))) / 0.05, 0, 1)
+            img += 0.9 * an["body"] * arm * np.clip((-0.7 - v) / 0.1, 0, 1) * \
+                np.clip((v + 2.2) / 0.1, 0, 1)
     img += 0.10 * np.clip(v - 0.55, 0, 1) * body  # abdomen is denser than chest wall
 
     # Lung fields (darker), cut below by the diaphragm domes.

@@ -260,3 +260,22 @@ def test_duplicate_rule_needs_both_hash_and_correlation():
     assert [(i, j) for i, j, _, _ in pairs] == [(0, 1)]
     assert curate.reconcile_patients(["b", "a", "c"], [["b", "c"]]) == {"a": "a", "b": "b",
                                                                        "c": "b"}
+
+
+def test_notebook_01_runs_under_papermill(tmp_path, monkeypatch):
+    """The text notebook, converted by jupytext and executed by papermill on the tiny profile."""
+    import jupytext
+    import papermill
+
+    from cxrlib import paths
+
+    monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
+    notebook = tmp_path / "01.ipynb"
+    jupytext.write(jupytext.read(paths.root() / "notebooks" / "01_data_curation.py"), notebook)
+    executed = papermill.execute_notebook(
+        str(notebook), str(tmp_path / "01-out.ipynb"), parameters={"profile": "tiny"},
+        kernel_name="python3", cwd=str(paths.root()), progress_bar=False)
+    text = json.dumps(executed["cells"])
+    assert "SYNTHETIC" in text and "image/png" in text
+    assert '"output_type": "error"' not in text
+    assert (tmp_path / "curated").is_dir()
