@@ -64,6 +64,10 @@ from .profiles import Profile, get_profile
 #: Bump when the curation's output for the same inputs changes (it is part of folder names).
 CURATION_VERSION = 1
 EXTRAS_DEFAULT: tuple[str, ...] = ("No Finding",)
+#: At most this many images of each extra label: the paper's Normal count, so the audit can
+#: compare adults without findings with the (paediatric) Normal class at equal size. The shared
+#: bundle has 572 adult "No Finding" images; the full NIH download has about 60,000.
+EXTRAS_MAX_DEFAULT = 1341
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def order_key(seed: int, identity: str) -> str:
 
 
 def examine(task: tuple) -> dict:
-    """Decode (or render) one candidate, letterbox it, measure it. Pure; never raises on bad data."""
+    """Decode (or render) one candidate, letterbox and measure it. Pure; bad data -> "error"."""
     index, path, recipe, image_size, jpeg_quality = task
     try:
         if recipe is not None:
@@ -355,7 +359,7 @@ def _targets(labels, data_dir, synthetic_per_class, extras_max, counts=None) -> 
 def select(cands: pd.DataFrame, examined: dict[int, dict], groups_of: dict[int, int],
            group_labels: dict[int, set], targets: dict[str, int], image_size: int,
            multilabel: str, criteria: Criteria) -> tuple[dict[int, str], dict[str, int], bool]:
-    """Walk each class in order (step 6). Returns ({row: reason or ""}, walked per class, needs_more).
+    """Walk each class in order (step 6): ({row: reason or ""}, walked per class, needs_more).
 
     ``needs_more``: some class is short of its target but has unexamined candidates.
     """
@@ -406,7 +410,8 @@ def _versions() -> dict:
 def curate(out, data_dir=None, image_size: int = 200, seed: int = 2020, classes=CLASSES,
            extras=EXTRAS_DEFAULT, multilabel: str = "exclude", lateral: bool = False,
            synthetic_per_class: int = 80, collection_style: str = "paper",
-           extras_max: int | None = None, jpeg_quality: int = 90, workers: int | None = None,
+           extras_max: int | None = EXTRAS_MAX_DEFAULT, jpeg_quality: int = 90,
+           workers: int | None = None,
            sign_strength: float = 1.0, fault_fraction: float = 0.05, counts=None,
            criteria: Criteria = CRITERIA, log=print) -> Path:
     """Curate a dataset into ``out`` (see the module docstring). ``data_dir=None``: synthetic.
@@ -675,6 +680,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--extras", nargs="*", default=list(EXTRAS_DEFAULT),
                         help="extra labels kept for the audit (default: 'No Finding'; give "
                              "--extras with no value for none)")
+    parser.add_argument("--extras-max", type=int, default=EXTRAS_MAX_DEFAULT,
+                        help="at most this many images per extra label (real data)")
     parser.add_argument("--multilabel", choices=("exclude", "first"), default=None)
     parser.add_argument("--lateral", action="store_true", help="also keep Cohen's lateral views")
     parser.add_argument("--per-class", type=int, default=None,
@@ -708,7 +715,7 @@ def main(args) -> int:
     out = Path(args.out) if args.out else curated_dir_for(profile, args.style)
     curate(out, data_dir=args.data, image_size=profile.image_size, seed=profile.seed,
            classes=args.classes or CLASSES, extras=tuple(args.extras or ()),
-           multilabel=profile.multilabel, lateral=args.lateral,
+           multilabel=profile.multilabel, lateral=args.lateral, extras_max=args.extras_max,
            synthetic_per_class=profile.synthetic_per_class, collection_style=args.style,
            jpeg_quality=args.quality, workers=args.workers)
     return 0

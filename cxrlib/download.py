@@ -98,8 +98,8 @@ REMOTES: dict[str, tuple[Remote, ...]] = {
 
 _MANUAL = {
     "cohen": ("Cohen's COVID-19 image data collection: download {url} (or `git clone "
-              "https://github.com/ieee8023/covid-chestxray-dataset` and check out {commit}) and put "
-              "metadata.csv and images/ in {where}/"),
+              "https://github.com/ieee8023/covid-chestxray-dataset` and check out {commit}) "
+              "and put metadata.csv and images/ in {where}/"),
     "kermany": ("Kermany et al. chest X-rays: download ChestXRay2017.zip from "
                 "https://data.mendeley.com/datasets/rscbjbr9sj/2 (CC BY 4.0) and unzip it so that "
                 "{where}/chest_xray/train/NORMAL/ exists"),

@@ -155,7 +155,8 @@ def _draw_caption(img, rng, corner: int) -> None:
         x = left
         while x < left + block_w:
             word = int(rng.integers(2, 7)) * max(1, lh // 2 + 1)
-            img[top + line * 2 * lh:top + line * 2 * lh + lh, x:min(x + word, left + block_w)] = 0.95
+            row = top + line * 2 * lh
+            img[row:row + lh, x:min(x + word, left + block_w)] = 0.95
             x += word + max(1, lh // 2 + 1)
 
 
@@ -238,7 +239,8 @@ def render(recipe: dict) -> np.ndarray:
     for k, side in enumerate((-1, 1)):
         cu = side * an["lung_u"][k]
         lung = _soft_ellipse(u, v, cu, lung_cv[k], lung_rw[k], lung_rh[k], edge=0.12)
-        dome_v = lung_cv[k] + lung_rh[k] * 0.78 - dome[k] * (1 - ((u - cu) / (lung_rw[k] * 1.1)) ** 2)
+        curve = 1 - ((u - cu) / (lung_rw[k] * 1.1)) ** 2
+        dome_v = lung_cv[k] + lung_rh[k] * 0.78 - dome[k] * curve
         lung *= np.clip((dome_v - v) / 0.04, 0, 1)
         lung *= np.clip((np.abs(u) - an["mediastinum"]) / 0.05, 0, 1)
         lungs = np.maximum(lungs, lung)
@@ -248,12 +250,15 @@ def render(recipe: dict) -> np.ndarray:
 
     # Mediastinum, spine and heart (bright, over the medial lungs).
     img += 0.16 * np.clip((an["mediastinum"] + 0.01 - np.abs(u)) / 0.05, 0, 1) * body
-    heart = _soft_ellipse(u, v, an["heart_u"], 0.36, 0.30 * heart_scale, 0.26 * heart_scale, edge=0.35)
+    heart = _soft_ellipse(u, v, an["heart_u"], 0.36, 0.30 * heart_scale, 0.26 * heart_scale,
+                          edge=0.35)
     img += 0.20 * heart
 
     # Ribs and clavicles, vessel texture.
-    ribs = (0.5 + 0.5 * np.sin(2 * np.pi * (v * an["rib_freq"] - 0.9 * np.abs(u) ** 1.5 + an["rib_phase"]))) ** 6
-    img += 0.06 * ribs * np.clip((1.05 - np.abs(u)) / 0.1, 0, 1) * np.clip((0.7 - v) / 0.1, 0, 1) * body
+    rib_wave = v * an["rib_freq"] - 0.9 * np.abs(u) ** 1.5 + an["rib_phase"]
+    ribs = (0.5 + 0.5 * np.sin(2 * np.pi * rib_wave)) ** 6
+    chest = np.clip((1.05 - np.abs(u)) / 0.1, 0, 1) * np.clip((0.7 - v) / 0.1, 0, 1)
+    img += 0.06 * ribs * chest * body
     for side in (-1, 1):
         clav = np.exp(-((v + 0.80 - 0.12 * np.abs(u)) / 0.03) ** 2) * (side * u > 0.05) * \
             (np.abs(u) < 0.75)
@@ -291,7 +296,8 @@ def render(recipe: dict) -> np.ndarray:
             lateral = np.clip(side * u - 0.15, 0, 1)
             meniscus = level - 0.35 * lateral ** 2  # fluid climbs the lateral chest wall
             fluid = np.clip((v - meniscus) / 0.03, 0, 1) * (side * u > 0.1) * body
-            angle = np.clip((side * u - 0.5) / 0.1, 0, 1) * np.clip((0.86 - side * u) / 0.08, 0, 1) * \
+            angle = np.clip((side * u - 0.5) / 0.1, 0, 1) * \
+                np.clip((0.86 - side * u) / 0.08, 0, 1) * \
                 np.clip((lung_cv[k] + lung_rh[k] * 0.8 - v) / 0.08, 0, 1)  # costophrenic angle
             opac += (0.18 + 0.17 * s) * fluid * np.clip(lungs * 1.6 + angle, 0, 1)
     elif is_("Fibrosis"):

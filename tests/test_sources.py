@@ -1,4 +1,4 @@
-"""Readers of the public source layouts, on small layouts the tests make (tests/fixtures_sources)."""
+"""Readers of the public source layouts, on small layouts made by tests/fixtures_sources."""
 from __future__ import annotations
 
 import pandas as pd

@@ -1,4 +1,4 @@
-"""The built-in synthetic images: deterministic, with each finding's sign and the planted shortcut."""
+"""The built-in synthetic images: deterministic, each finding's sign, the planted shortcut."""
 from __future__ import annotations
 
 import numpy as np
