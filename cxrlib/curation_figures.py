@@ -148,6 +148,7 @@ def criteria_figure(out):
             ax.axvline(x, color="crimson", lw=1)
         ax.set_title(title, fontsize=10)
     axes[0].set_yticks(range(len(labels)), labels)
+    axes[0].invert_yaxis()  # the paper's class order, top to bottom
     fig.suptitle(f"Exclusion criteria, every examined image ({data_label(out)})", fontsize=11)
     fig.tight_layout()
     return fig
@@ -176,6 +177,7 @@ def distributions_figure(out):
                                " (original w/h)" if column == "aspect" else " (0-255)"),
                      fontsize=10)
     axes[0].set_yticks(range(1, len(order) + 1), order, fontsize=8)
+    axes[0].invert_yaxis()
     fig.suptitle(f"Included images by class and source ({data_label(out)})", fontsize=11)
     fig.tight_layout()
     return fig
