@@ -217,8 +217,11 @@ def _class_order(labels) -> list[str]:
     return [c for c in paper.CLASSES if c in present] + sorted(present - set(paper.CLASSES))
 
 
-def counts_against_paper(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Per class: the paper's count, our included images, the shortfall, our exclusions."""
+def counts_against_paper(manifest: pd.DataFrame, synthetic: bool = False) -> pd.DataFrame:
+    """Per class: the paper's count, our included images, the shortfall, our exclusions.
+
+    A synthetic set is generated at a chosen size, so it has no shortfall to report.
+    """
     used = manifest[manifest["excluded"] == ""]
     dropped = manifest[manifest["excluded"] != ""]
     paper_counts_ = paper.class_counts()
@@ -226,11 +229,12 @@ def counts_against_paper(manifest: pd.DataFrame) -> pd.DataFrame:
     for label in _class_order(manifest["label"]):
         ours = int((used["label"] == label).sum())
         theirs = paper_counts_.get(label)
-        rows.append({"class": label, "paper": theirs, "ours (used)": ours,
-                     "short of the paper": None if theirs is None else max(theirs - ours, 0),
+        rows.append({"class": label, "paper": "" if theirs is None else theirs,
+                     "ours (used)": ours,
+                     "short of the paper": "" if theirs is None else max(theirs - ours, 0),
                      "excluded": int((dropped["label"] == label).sum())})
     table = pd.DataFrame(rows).set_index("class")
-    return table.astype({"paper": "Int64", "short of the paper": "Int64"})
+    return table.drop(columns="short of the paper") if synthetic else table
 
 
 def exclusion_reasons(manifest: pd.DataFrame) -> pd.DataFrame:

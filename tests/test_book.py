@@ -254,7 +254,8 @@ def test_counts_and_exclusions_against_the_paper():
     assert (covid["paper"], covid["ours (used)"], covid["excluded"]) == (
         paper.class_counts()["COVID-19"], 1, 2)
     assert covid["short of the paper"] == paper.class_counts()["COVID-19"] - 1
-    assert pd.isna(counts.loc["No Finding", "paper"])
+    assert counts.loc["No Finding", "paper"] == "", "not a paper class"
+    assert "short of the paper" not in book.counts_against_paper(manifest, synthetic=True)
     reasons = book.exclusion_reasons(manifest)
     assert reasons.loc["COVID-19", "duplicate_of"] == 1 and reasons.loc["all", "all"] == 2
     sources = book.images_by_source(manifest)
