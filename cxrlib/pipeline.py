@@ -3,7 +3,8 @@
 ``python -m cxrlib book [--profile default] [--run NAME] [--data DIR] [--skip-run] [--only-book]``
 
 1. Executes the text notebooks in ``notebooks/`` in order, each with the parameters ``profile``,
-   ``run`` and ``data`` (those its parameters cell declares): curation; off-the-shelf;
+   ``run`` and ``data`` (those its parameters cell declares; curation, which depends on the
+   profile only, gets no ``run``): curation; off-the-shelf;
    fine-tuning once per ``fine_tune_<n>`` configuration of the profile (``trainable_blocks=n``);
    from scratch; results. Strategies whose configurations the profile leaves out are skipped.
    Every executed notebook is kept as a run record, ``runs/<run>/<NN_name>.ipynb`` (outside
@@ -75,7 +76,11 @@ def plan_notebooks(profile: Profile, run: str, data: str = "", folds: str = "",
                              f"its configurations are {', '.join(profile.configs)}")
     chosen = profile.configs if configs is None else [c for c in profile.configs if c in configs]
     common = {"profile": profile.name, "run": run, "data": data}
-    steps = [NotebookStep(CURATION_NOTEBOOK, f"{CURATION_NOTEBOOK}.ipynb", dict(common))]
+    # The curated dataset belongs to the profile, not to a results run (cxrlib.curate.
+    # curated_dir_for), so curation gets no run name (its notebook's own `run` parameter is
+    # an output folder for the curated set).
+    curation = {"profile": profile.name, "data": data}
+    steps = [NotebookStep(CURATION_NOTEBOOK, f"{CURATION_NOTEBOOK}.ipynb", curation)]
     if training:
         for strategy in ("off_the_shelf", "fine_tune", "from_scratch"):
             for config in chosen:

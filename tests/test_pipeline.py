@@ -26,8 +26,9 @@ def test_plan_runs_every_notebook_in_the_papers_order():
     fine = [s for s in steps if s.notebook == "03_fine_tuning"]
     assert [s.parameters["trainable_blocks"] for s in fine] == [1, 3, 5, 7, 9, 11]
     assert len({s.record for s in steps}) == len(steps), "each execution has its own record"
-    assert all(s.parameters["profile"] == "default" and s.parameters["run"] == "default"
-               for s in steps)
+    assert all(s.parameters["profile"] == "default" for s in steps)
+    assert all(s.parameters["run"] == "default" for s in steps[1:])
+    assert "run" not in steps[0].parameters, "the curated set belongs to the profile"
 
 
 def test_plan_skips_strategies_the_profile_leaves_out():
@@ -101,12 +102,14 @@ def test_a_rerun_with_nothing_changed_executes_nothing(project, tmp_path):
     args = dict(profile=profile, run="tiny", data="", folds="", training=False, force=False,
                 root=project, results_root=tmp_path / "results", log=lambda m: None)
     first = pipeline.run_notebooks(**args)
-    assert log.read_text().splitlines() == ["tiny,tiny", "tiny,tiny"]
+    assert log.read_text().splitlines() == ["tiny,", "tiny,tiny"]
     assert all(seconds > 0 for seconds in first.values())
     record = tmp_path / "runs" / "tiny" / "05_results.ipynb"
     executed = nbformat.read(record, as_version=4)
     assert executed.metadata["cxrlib"]["status"] == "completed"
     assert executed.metadata["cxrlib"]["parameters"] == {"profile": "tiny", "run": "tiny"}
+    curation = nbformat.read(tmp_path / "runs" / "tiny" / "01_data_curation.ipynb", 4)
+    assert curation.metadata["cxrlib"]["parameters"] == {"profile": "tiny"}
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
 
     second = pipeline.run_notebooks(**args)
