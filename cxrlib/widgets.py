@@ -71,7 +71,8 @@ CSS = (
     ".cxr-row{display:flex;gap:6px;margin:3px 0;padding-left:6px;border-left:4px solid "
     f"{_RED}}}.cxr-row.ok{{border-left-color:{_GREEN}}}"
     f".cxr-row .verdict{{color:{_RED};font-weight:bold}}.cxr-row.ok .verdict{{color:{_GREEN}}}"
-    ".cxr-row small{color:#555}.cxr-card{width:360px;margin:4px}"
+    ".cxr-row small{color:#555}.cxr-card{width:320px;margin:4px}"
+    ".cxr-table,.cxr-cm{margin:4px 0 8px 0}"
     ".cxr-card>div:last-child{font-size:80%;line-height:1.35}.cxr-cards{display:flex;"
     "flex-wrap:wrap}.cxr-thumb{display:inline-block;flex:none;background-color:#000;"
     "background-position:center;background-size:contain;background-repeat:no-repeat}"
@@ -124,15 +125,19 @@ def load_pixels(images_dir: Path | None, image_id: str) -> np.ndarray | None:
 
 
 def image_data_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
-    """A small JPEG (grey or RGB) as a data URI, at most ``side`` px on its longer edge."""
+    """A small WebP (grey or RGB) as a data URI, at most ``side`` px on its longer edge.
+
+    WebP rather than JPEG: at thumbnail size JPEG's headers dominate, and a page embeds
+    hundreds of thumbnails (half the bytes at the same look).
+    """
     from PIL import Image
 
     im = Image.fromarray(np.asarray(pixels, dtype=np.uint8))
     if max(im.size) > side:
         im.thumbnail((side, side))
     buffer = io.BytesIO()
-    im.save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    im.save(buffer, format="WEBP", quality=80)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def img_tag(uri: str, title: str = "", side: int = THUMBNAIL_SIDE) -> str:
@@ -1333,25 +1338,40 @@ class ThresholdExplorer:
 
 
 # --------------------------------------------------------------------------------------------
-# For the book's chapter: a view, or a note saying what is missing
+# For the notebooks and the book's chapter: an explorer, or a note saying what is missing
+
+
+def _or_note(make, what: str, errors=(FileNotFoundError,)):
+    try:
+        return make()
+    except errors as error:
+        return note(f"*The {what} has nothing to show here: {error}.*")
+
+
+def explore_dataset(curated: str | Path):
+    """The live dataset explorer of a curated folder (notebook 01)."""
+    return _or_note(lambda: DatasetExplorer(curated), "dataset explorer")
+
+
+def explore_predictions(run_path: str | Path):
+    """The live prediction explorer of a run (notebook 05)."""
+    return _or_note(lambda: PredictionExplorer(run_path), "prediction explorer")
+
+
+def explore_threshold(run_path: str | Path):
+    """The live threshold explorer of a run (notebook 05)."""
+    return _or_note(lambda: ThresholdExplorer(run_path), "threshold explorer",
+                    (FileNotFoundError, ValueError))
 
 
 def dataset_book_view(run_path: str | Path):
-    try:
-        return DatasetExplorer.for_run(run_path).book_view()
-    except FileNotFoundError as error:
-        return note(f"*The dataset explorer has nothing to show here: {error}.*")
+    return _or_note(lambda: DatasetExplorer.for_run(run_path).book_view(), "dataset explorer")
 
 
 def prediction_book_view(run_path: str | Path):
-    try:
-        return PredictionExplorer(run_path).book_view()
-    except FileNotFoundError as error:
-        return note(f"*The prediction explorer has nothing to show here: {error}.*")
+    return _or_note(lambda: PredictionExplorer(run_path).book_view(), "prediction explorer")
 
 
 def threshold_book_view(run_path: str | Path):
-    try:
-        return ThresholdExplorer(run_path).book_view()
-    except (FileNotFoundError, ValueError) as error:
-        return note(f"*The threshold explorer has nothing to show here: {error}.*")
+    return _or_note(lambda: ThresholdExplorer(run_path).book_view(), "threshold explorer",
+                    (FileNotFoundError, ValueError))

@@ -201,10 +201,10 @@ def test_real_radiographs_are_shown_only_when_asked_for(tmp_path, monkeypatch):
     style, _, stack = explorer.book_view().children
     assert all("data:image" not in v.value for v in (style, *stack.children))
     monkeypatch.setenv(W.SHOW_REAL_IMAGES_ENV, "1")
-    assert explorer.render_html().count("data:image/jpeg;base64,") == 7
+    assert explorer.render_html().count("data:image/webp;base64,") == 7
     synthetic = W.DatasetExplorer(write_dataset(tmp_path / "synthetic", synthetic=True))
     monkeypatch.delenv(W.SHOW_REAL_IMAGES_ENV)
-    assert synthetic.render_html().count("data:image/jpeg;base64,") == 7
+    assert synthetic.render_html().count("data:image/webp;base64,") == 7
 
 
 def test_dataset_of_a_run_that_was_not_curated_here_says_how_to_curate_it(store, tmp_path):
@@ -282,7 +282,7 @@ def test_probabilities_and_thumbnails_are_shown_for_synthetic_runs(store):
     explorer = W.PredictionExplorer("tiny")
     explorer.select_cell("COVID-19", "COVID-19")
     html = explorer.listing_html()
-    assert html.count("data:image/jpeg;base64,") == 3
+    assert html.count("data:image/webp;base64,") == 3
     assert "highest probabilities: COVID-19 0.90, Pneumonia 0.05, Normal 0.05" in html
 
 
