@@ -296,3 +296,38 @@ def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch)
     commands = book.rerun_commands(run_path)
     assert "python -m cxrlib book --profile tiny" in commands
     assert "--data" not in commands, "a synthetic run needs no data folder"
+
+
+def test_the_explorers_work_in_the_book_without_a_kernel(book, server, browser):
+    """The explore chapter's frozen explorers: the selectors and the threshold slider switch
+    between views computed at build time, in the browser alone, offline."""
+    visit = Visit(browser, f"{server}/book/explore.html", "explore.png")
+    page = visit.page
+    page.wait_for_selector(".cxr-threshold", timeout=20_000)
+
+    def shown(selector: str) -> list[str]:
+        return [e.inner_text() for e in page.locator(selector).all() if e.is_visible()]
+
+    def choose(label: str, option: str) -> None:
+        page.locator(".widget-dropdown", has_text=label).locator("select").select_option(option)
+        page.wait_for_timeout(300)
+
+    assert shown(".cxr-threshold")[0].startswith("threshold 0.50:")
+    page.locator("main .noUi-handle").first.focus()
+    for _ in range(2):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(300)
+    assert [t[:15] for t in shown(".cxr-threshold")] == ["threshold 0.40:"]
+
+    choose("class", "COVID-19")
+    cards = shown(".cxr-card")
+    assert cards and all("class: COVID-19" in c for c in cards)
+    background = page.locator(".cxr-card .cxr-thumb").first.evaluate(
+        "e => getComputedStyle(e).backgroundImage")
+    assert background.startswith('url("data:image/webp'), "synthetic thumbnails are shown"
+
+    assert shown(".cxr-cm"), "the prediction explorer shows a confusion matrix"
+    page.locator(".widget-html details summary").first.click()
+    assert shown(".cxr-prediction"), "a cell opens onto its images"
+    assert visit.outside(server) == [] and visit.failures == []
+    page.close()
