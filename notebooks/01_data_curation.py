@@ -159,6 +159,19 @@ else:
     print(f"real X-rays are not shown (set {cf.SHOW_REAL_ENV}=1 to see them locally)")
 
 # %% [markdown]
+# ## Explore the curated dataset
+#
+# Every image of the manifest, filtered by class, source, view, curation decision or patient,
+# with its metadata and what curation decided (used, or excluded and why; its duplicate group;
+# the patients a duplicate joined). Images appear under the same rule as above. Live in
+# JupyterLab; the explorer lives in `cxrlib.widgets`.
+
+# %%
+from cxrlib import widgets
+
+widgets.explore_dataset(out)
+
+# %% [markdown]
 # ## Intensity and geometry by class and source
 #
 # If one class comes from one collection, anything that marks the collection (exposure,

@@ -126,3 +126,19 @@ pd.DataFrame({
     "always 'not COVID-19': 2-class accuracy (%)": [numbers["paper_not_covid_baseline"],
                                                      numbers["ours_not_covid_baseline"]],
 }, index=["paper's counts", f"run {run_path.name}"]).round(2)
+
+# %% [markdown]
+# ## Explore the predictions
+#
+# The confusion matrix of any configuration and test fold, with the images behind each cell,
+# misclassifications first; then COVID-19 against the rest at any probability threshold,
+# beside the arg-max rule's point and the paper's. Live in JupyterLab; an executed copy keeps
+# the state it was left in. The explorers live in `cxrlib.widgets`.
+
+# %%
+from cxrlib import widgets
+
+widgets.explore_predictions(run_path)
+
+# %%
+widgets.explore_threshold(run_path)
