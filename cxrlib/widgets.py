@@ -45,6 +45,7 @@ import pandas as pd
 
 from . import metrics, paper, paths, report, results
 from .curation_figures import SHOW_REAL_ENV as SHOW_REAL_IMAGES_ENV
+from .dataset import load_image, read_manifest, read_summary
 from .profiles import parse_config
 
 ALL = "all"
@@ -113,15 +114,9 @@ def class_order(labels) -> list[str]:
 
 def load_pixels(images_dir: Path | None, image_id: str) -> np.ndarray | None:
     """A curated image as uint8 grey levels, or None when it is not on this machine."""
-    if images_dir is None:
+    if images_dir is None or not (Path(images_dir) / f"{image_id}.jpg").is_file():
         return None
-    path = Path(images_dir) / f"{image_id}.jpg"
-    if not path.is_file():
-        return None
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+    return load_image(Path(images_dir).parent, image_id)
 
 
 def image_data_uri(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> str:
@@ -240,12 +235,15 @@ def note(markdown: str):
 # The dataset explorer
 
 
-#: How each exclusion reason of :mod:`cxrlib.curate` reads, with the measure that decided it.
 def exclusion_text(row: pd.Series) -> str:
+    """How an exclusion reason of :mod:`cxrlib.curate` reads, with the measure behind it."""
     reason = str(row.get("excluded", ""))
     kind, _, detail = reason.partition(":")
-    measured = lambda column, fmt="{:g}": (  # noqa: E731
-        fmt.format(float(row[column])) if column in row and str(row[column]) != "" else "?")
+
+    def measured(column: str) -> str:
+        value = str(row.get(column, ""))
+        return f"{float(value):g}" if value not in ("", "nan") else "?"
+
     texts = {
         "too_small": f"too small: the original is {row.get('orig_width', '?')}x"
                      f"{row.get('orig_height', '?')} px",
@@ -272,8 +270,6 @@ class DatasetExplorer:
     FILTERS = ("label", "source", "view", "decision", "patient")
 
     def __init__(self, curated: str | Path, page_size: int = PAGE_SIZE):
-        from .dataset import read_manifest, read_summary
-
         self.folder = Path(curated)
         self.manifest = read_manifest(self.folder)
         try:
@@ -691,8 +687,10 @@ class PredictionExplorer:
 
     @property
     def runs(self) -> list[str]:
+        """The runs to choose from: those with results beside the current one (itself included,
+        should it sit in a folder of its own)."""
         found = runs_with_results(self.results_root)
-        return found if self.run in found or not hasattr(self, "run") else found + [self.run]
+        return found if self.run in found else found + [self.run]
 
     def set_run(self, run: str) -> None:
         run_path = self.results_root / run
