@@ -513,17 +513,21 @@ class DatasetExplorer:
         table.index.name = "source"
         dup = frame["duplicate_group"] != "" if "duplicate_group" in frame else \
             pd.Series(False, index=frame.index)
-        excluded, duplicates = frame[frame["excluded"] != ""], frame[dup & (frame["excluded"] == "")]
-        used = frame[(frame["excluded"] == "") & ~dup]
+        kept = frame["excluded"] == ""
+        excluded, duplicates, used = frame[~kept], frame[dup & kept], frame[kept & ~dup]
         parts = [f"<p><b>{esc(self.summary_text(frame))}</b></p>", html_table(table)]
         if not self.show_images:
             parts.append(f"<p><em>{esc(HIDDEN_IMAGES_NOTE)}</em></p>")
         for title, part in (("Excluded", excluded), ("Kept from a duplicate group", duplicates),
                             ("Used", used)):
             if len(part):
-                more = f" (first {cards} of {len(part)})" if len(part) > cards else ""
+                if label == ALL:  # every class has its say: the first image of each comes first
+                    part = pd.concat([part.groupby("label", sort=False).head(1), part])
+                    part = part[~part.index.duplicated()]
+                shown = max(cards, part["label"].nunique()) if label == ALL else cards
+                more = f" ({shown} of {len(part)})" if len(part) > shown else ""
                 parts.append(f"<p><b>{title}{more}</b></p>")
-                parts.append(self.cards_html(part.iloc[:cards], sheet))
+                parts.append(self.cards_html(part.iloc[:shown], sheet))
         return "".join(parts)
 
     def book_view(self, cards: int = 6):

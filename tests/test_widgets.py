@@ -414,6 +414,8 @@ def test_book_views_switch_in_the_browser_through_links(store):
     style, chooser, stack = dataset.children
     assert list(chooser.options) == ["all classes", "COVID-19", "Pneumonia", "Normal"]
     assert "Excluded" in visible_text(stack.children[1].value)
+    everything = visible_text(stack.children[0].value)
+    assert all(f"class: {c}" in everything for c in CLASSES), "every class has its say"
 
 
 def test_book_views_too_large_for_a_page_become_a_static_rendering(store, monkeypatch):
