@@ -445,3 +445,58 @@ def test_an_executed_notebook_keeps_the_views_widget_state(store, tmp_path):
     models = [m["model_name"] for m in state.values()]
     assert models.count("LinkModel") == 4 and models.count("StackModel") == 4
     assert any("threshold 0.50" in m["state"].get("value", "") for m in state.values())
+
+
+def value_sent_back(client, comm_id: str, expected: str) -> str:
+    """The first value the kernel sends widget ``comm_id`` that contains ``expected``."""
+    while True:
+        msg = client.get_iopub_msg(timeout=30)
+        content = msg["content"]
+        if msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm_id:
+            value = content["data"].get("state", {}).get("value", "")
+            if expected in value:
+                return value
+
+
+def test_a_front_end_moving_the_slider_updates_the_live_explorer(store):
+    """JupyterLab's side of the wire: the front end sends the slider's new value as a comm
+    message; the kernel's explorer recomputes and sends the new figures back."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3",
+                                       cwd=str(Path(__file__).parent.parent))
+    try:
+        printed: list[str] = []
+        reply = client.execute_interactive(
+            "from cxrlib import widgets\n"
+            "explorer = widgets.ThresholdExplorer('tiny', config='off_the_shelf')\n"
+            "display(explorer.widget)\n"
+            "print(explorer.slider.model_id, explorer.output.model_id)",
+            output_hook=lambda msg: printed.extend(msg["content"].get("text", "").split()),
+            timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        slider, output = printed
+        client.shell_channel.send(client.session.msg("comm_msg", {
+            "comm_id": slider, "data": {"method": "update", "state": {"value": 0.35},
+                                        "buffer_paths": []}}))
+        shown = value_sent_back(client, output, "threshold 0.35")
+        counts = hand_counts(0.35)
+        assert f"COVID-19 {counts['tp']} {counts['fp']}" in visible_text(shown)
+
+        # a click on a confusion-matrix cell of the prediction explorer
+        printed.clear()
+        client.execute_interactive(
+            "explorer = widgets.PredictionExplorer('tiny')\n"
+            "display(explorer.widget)\n"
+            "print(explorer.cell_buttons[('Pneumonia', 'COVID-19')].model_id, "
+            "explorer.output.model_id)",
+            output_hook=lambda msg: printed.extend(msg["content"].get("text", "").split()),
+            timeout=60)
+        button, output = printed
+        client.shell_channel.send(client.session.msg("comm_msg", {
+            "comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}))
+        shown = value_sent_back(client, output, "Actual COVID-19, predicted Pneumonia")
+        assert "c4 misclassified" in visible_text(shown)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
