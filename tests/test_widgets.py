@@ -500,3 +500,16 @@ def test_a_front_end_moving_the_slider_updates_the_live_explorer(store):
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_a_gradcam_overlay_keeps_the_image_and_colours_the_hot_region():
+    pixels = np.full((40, 40), 100, dtype=np.uint8)
+    heat = np.zeros((5, 5))
+    heat[0, 0] = 1.0  # hot in the top-left corner only
+    rgb = W.overlay(pixels, heat, alpha=0.5)
+    assert rgb.shape == (40, 40, 3) and rgb.dtype == np.uint8
+    hot, cold = rgb[1, 1].astype(int), rgb[-2, -2].astype(int)
+    assert hot[0] > hot[2], "the hot corner turns red"
+    assert cold[2] > cold[0], "the cold corner turns blue"
+    grey = np.repeat(pixels[..., None], 3, axis=2).astype(int)
+    assert np.abs(W.overlay(pixels, heat, alpha=0.0).astype(int) - grey).max() <= 1
