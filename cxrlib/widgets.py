@@ -626,6 +626,13 @@ def run_images_dir(run_path: Path) -> Path | None:
 
 # --------------------------------------------------------------------------------------------
 # Grad-CAM (from cxrlib.explain, when it and a fold's saved weights exist)
+#
+# The contract with cxrlib.explain: ``explain.gradcam_for_images(run_path, config, fold, images,
+# classes)`` -> one heat map per image, values in [0, 1] (any size), of the model of that fold
+# (weights at :func:`weights_path`) for the named class of each image; ``images`` are the
+# curated uint8 images, shape (N, S, S).
+
+GRADCAM_FUNCTION = "gradcam_for_images"
 
 
 def weights_path(run: str, config: str, fold: int) -> Path:
@@ -640,8 +647,8 @@ def gradcam_status(run: str, config: str, folds) -> tuple[bool, str]:
     except ImportError:
         return False, ("Grad-CAM overlays need `cxrlib.explain`, which this checkout does not "
                        "have yet.")
-    if not hasattr(explain, "gradcam_for_images"):
-        return False, "`cxrlib.explain` offers no `gradcam_for_images` in this checkout."
+    if not hasattr(explain, GRADCAM_FUNCTION):
+        return False, f"`cxrlib.explain` offers no `{GRADCAM_FUNCTION}` in this checkout."
     saved = [f for f in folds if weights_path(run, config, int(f)).is_file()]
     if not saved:
         return False, (f"Grad-CAM overlays need a fold's saved weights "
@@ -817,21 +824,27 @@ class PredictionExplorer:
             return {}
         from . import explain
 
+        gradcam = getattr(explain, GRADCAM_FUNCTION)
         out = {}
         for fold, part in rows.groupby("fold"):
-            weights = weights_path(self.run, self.config, int(fold))
-            if not weights.is_file():
+            if not weights_path(self.run, self.config, int(fold)).is_file():
                 continue
-            todo = [i for i in part["image_id"] if (self.config, i) not in self._gradcam_cache]
+            predicted = part.set_index("image_id")["predicted"]
+
+            def key(image_id: str) -> tuple:
+                return self.run, self.config, image_id
+
+            pixels = {i: load_pixels(self.images_dir, i) for i in part["image_id"]
+                      if key(i) not in self._gradcam_cache}
+            todo = [i for i, p in pixels.items() if p is not None]
             if todo:
-                pixels = [load_pixels(self.images_dir, i) for i in todo]
-                # the class shown is the one the model predicted: what drove its answer
-                targets = [part.set_index("image_id").at[i, "predicted"] for i in todo]
-                maps = explain.gradcam_for_images(self.run_path, self.config, int(fold),
-                                                  np.stack(pixels), targets)
-                for i, p, m in zip(todo, pixels, maps):
-                    self._gradcam_cache[(self.config, i)] = image_data_uri(overlay(p, m))
-            out.update({i: self._gradcam_cache[(self.config, i)] for i in part["image_id"]})
+                # the class mapped is the one the model answered: what drove its answer
+                maps = gradcam(self.run_path, self.config, int(fold),
+                               np.stack([pixels[i] for i in todo]), list(predicted[todo]))
+                for i, heat in zip(todo, maps):
+                    self._gradcam_cache[key(i)] = image_data_uri(overlay(pixels[i], heat))
+            out.update({i: self._gradcam_cache[key(i)] for i in part["image_id"]
+                        if key(i) in self._gradcam_cache})
         return out
 
     def row_html(self, row: pd.Series, gradcam: dict[str, str] | None = None,
