@@ -825,15 +825,15 @@ class PredictionExplorer:
         from . import explain
 
         gradcam = getattr(explain, GRADCAM_FUNCTION)
+
+        def key(image_id: str) -> tuple:
+            return self.run, self.config, image_id
+
         out = {}
         for fold, part in rows.groupby("fold"):
             if not weights_path(self.run, self.config, int(fold)).is_file():
                 continue
             predicted = part.set_index("image_id")["predicted"]
-
-            def key(image_id: str) -> tuple:
-                return self.run, self.config, image_id
-
             pixels = {i: load_pixels(self.images_dir, i) for i in part["image_id"]
                       if key(i) not in self._gradcam_cache}
             todo = [i for i, p in pixels.items() if p is not None]
