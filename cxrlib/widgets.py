@@ -1239,9 +1239,9 @@ class ThresholdExplorer:
         if p.sensitivity is None:
             text = p.note
         else:
+            specificity = "not reported" if p.specificity is None else percent(p.specificity)
             text = (f"the paper (arg-max rule): sensitivity {percent(p.sensitivity)}, "
-                    f"specificity {percent(p.specificity) if p.specificity is not None else 'not reported'}"
-                    + (f"; {p.note}" if p.note else ""))
+                    f"specificity {specificity}" + (f"; {p.note}" if p.note else ""))
         if not self.comparable or self.comparability_note:
             text += f". Comparability: {self.comparability_note or 'not comparable'}"
         return text

@@ -161,7 +161,7 @@ def test_dataset_filters_by_class_source_view_and_patient(store):
 
 def test_dataset_shows_why_an_image_was_excluded_and_which_patients_were_joined(store):
     explorer = W.DatasetExplorer(store["curated"])
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     explorer.controls["decision"].value = "excluded: low_contrast"
     text = visible_text(explorer.output.value)
     assert "c3" in text and "excluded: low contrast: a 2-98% grey-level spread of 41.5" in text
@@ -178,7 +178,7 @@ def test_dataset_shows_why_an_image_was_excluded_and_which_patients_were_joined(
 
 def test_dataset_pages(store):
     explorer = W.DatasetExplorer(store["curated"], page_size=3)
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     assert explorer.page_label.value == "page 1 of 3"
     first = set(explorer.page_rows()["image_id"])
     explorer.next_button.click()
@@ -220,7 +220,7 @@ def test_dataset_of_a_run_that_was_not_curated_here_says_how_to_curate_it(store,
 
 def test_confusion_matrix_and_a_cell_clicked_lists_its_images_mistakes_first(store):
     explorer = W.PredictionExplorer("tiny")
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     cm = explorer.confusion()
     assert cm.loc["COVID-19", "COVID-19"] == 3      # c1, x1 and the tie x2
     assert cm.loc["Pneumonia", "COVID-19"] == 1     # c4
@@ -248,7 +248,7 @@ def test_confusion_matrix_and_a_cell_clicked_lists_its_images_mistakes_first(sto
 
 def test_a_fold_and_a_configuration_are_chosen_from_the_controls(store):
     explorer = W.PredictionExplorer(store["run"])
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     labels = [label for label, _ in explorer.config_control.options]
     assert labels == ["Off-the-shelf features (strategy off_the_shelf)",
                       "Fine-tuning 3 (strategy fine_tune, 3 trainable blocks)",
@@ -269,7 +269,7 @@ def test_a_fold_and_a_configuration_are_chosen_from_the_controls(store):
 def test_runs_are_listed_and_switched(store):
     write_run(store["root"], "other", classes=("COVID-19", "Normal"), configs=("from_scratch",))
     explorer = W.PredictionExplorer("tiny")
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     assert explorer.run_control.options == ("other", "tiny")
     explorer.run_control.value = "other"
     assert explorer.classes == ("COVID-19", "Normal")
@@ -288,7 +288,7 @@ def test_probabilities_and_thumbnails_are_shown_for_synthetic_runs(store):
 
 def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypatch):
     explorer = W.PredictionExplorer("tiny")
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     available, why = explorer.gradcam_status()
     try:
         import cxrlib.explain  # noqa: F401
@@ -316,7 +316,7 @@ def hand_counts(threshold: float, shift: float = 0.0):
 
 def test_the_slider_moves_sensitivity_specificity_and_the_matrix(store):
     explorer = W.ThresholdExplorer("tiny", config="off_the_shelf")
-    explorer.widget
+    assert explorer.widget.children  # the live widget, built on first use
     for threshold in (0.0, 0.35, 0.5, 0.62, 1.0):
         explorer.slider.value = threshold
         expected = hand_counts(threshold)
