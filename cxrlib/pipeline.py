@@ -169,7 +169,21 @@ def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run
         _hash_files(h, _visible_files(run_path / step.config), run_path)
     elif step.notebook == RESULTS_NOTEBOOK:
         _hash_files(h, _visible_files(run_path), run_path)
+    elif step.notebook == CURATION_NOTEBOOK:
+        # The curated set it reports on: a deleted or re-made one makes the record stale.
+        summary = curated_summary_file(get_profile(step.parameters["profile"]))
+        h.update(b"no curated set" if summary is None else hashlib.sha256(
+            summary.read_bytes()).digest())
     return h.hexdigest()
+
+
+def curated_summary_file(profile: Profile) -> Path | None:
+    try:
+        from .curate import curated_dir_for
+    except ImportError:
+        return None
+    summary = Path(curated_dir_for(profile)) / "curation.json"
+    return summary if summary.is_file() else None
 
 
 # --- executing notebooks -------------------------------------------------------------------

@@ -92,6 +92,7 @@ def project(tmp_path, monkeypatch):
     root = tmp_path / "repo"
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CXRLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
     return root
 
 
@@ -122,9 +123,18 @@ def test_a_rerun_with_nothing_changed_executes_nothing(project, tmp_path):
     pipeline.run_notebooks(**args)
     assert len(log.read_text().splitlines()) == 3
 
+    # A deleted curated set makes the curation record stale (it would be made again).
+    from cxrlib.curate import curated_dir_for
+    curated = curated_dir_for(profile)
+    curated.mkdir(parents=True)
+    (curated / "curation.json").write_text("{}")
+    pipeline.run_notebooks(**args)
+    assert log.read_text().splitlines()[-1] == "tiny,", "curation ran again"
+    assert len(log.read_text().splitlines()) == 4
+
     # --force executes everything.
     pipeline.run_notebooks(**dict(args, force=True))
-    assert len(log.read_text().splitlines()) == 5
+    assert len(log.read_text().splitlines()) == 6
 
 
 def test_a_failing_notebook_keeps_its_record_and_names_it(project, tmp_path):
