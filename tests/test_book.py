@@ -329,5 +329,10 @@ def test_the_explorers_work_in_the_book_without_a_kernel(book, server, browser):
     assert shown(".cxr-cm"), "the prediction explorer shows a confusion matrix"
     page.locator(".widget-html details summary").first.click()
     assert shown(".cxr-prediction"), "a cell opens onto its images"
+    # Every font face the widget styles declare, loaded now rather than when a glyph happens to
+    # need it: each must come from the vendored files (cxrlib/vendor.py, REQUIRE_PATHS).
+    page.evaluate("Promise.all(Array.from(document.fonts).map(f => f.load().catch(String)))")
+    page.wait_for_load_state("networkidle")
+    assert any("/_static/html-manager/" in u and ".woff" in u for u in visit.requests)
     assert visit.outside(server) == [] and visit.failures == []
     page.close()
