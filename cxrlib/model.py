@@ -156,13 +156,27 @@ def load_backbone_weights(model: keras.Model, weights: str | Path, image_size: i
         model.get_layer(name).set_weights(standalone.get_layer(name).get_weights())
 
 
+def paper_head(features, n_classes: int, seed: int = 2020):
+    """The paper's classifier on MobileNetV2's feature maps (ReLU: our choice, see above)."""
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    x = keras.layers.Dense(HEAD_UNITS, activation="relu", name="head_dense")(x)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Dropout(0.5, seed=seed + 2, name="head_dropout")(x)
+    # float32 softmax: stable probabilities under a mixed-precision policy.
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
+                              name="predictions")(x)
+
+
 def build_model(strategy: str, image_size: int, n_classes: int, trainable_blocks: int = 0,
                 weights: str | Path | None = "default", rotation_degrees: float = 10.0,
-                shift_pixels: float | None = None, seed: int = 2020) -> keras.Model:
+                shift_pixels: float | None = None, seed: int = 2020,
+                batchnorm_momentum: float | None = None) -> keras.Model:
     """MobileNetV2 + the paper's head for ``strategy`` (see the module docstring).
 
     ``weights``: "default" (ImageNet unless from scratch), None (random), "imagenet" or the path
     of a weights file. ``shift_pixels`` defaults to 20 px at 200 px, scaled with ``image_size``.
+    ``batchnorm_momentum``: if given, the momentum of every BatchNormalization layer's moving
+    statistics (MobileNetV2's own is 0.999, the head's Keras' default 0.99).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; strategies are {STRATEGIES}")
@@ -182,15 +196,13 @@ def build_model(strategy: str, image_size: int, n_classes: int, trainable_blocks
     x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
     backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_tensor=x)
 
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(backbone.output)
-    x = keras.layers.Dense(HEAD_UNITS, activation="relu", name="head_dense")(x)
-    x = keras.layers.BatchNormalization(name="head_bn")(x)
-    x = keras.layers.Dropout(0.5, seed=seed + 2, name="head_dropout")(x)
-    # float32 softmax: stable probabilities under a mixed-precision policy.
-    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
-                                 name="predictions")(x)
+    outputs = paper_head(backbone.output, n_classes, seed)
     model = keras.Model(inputs, outputs, name=f"mobilenetv2_{strategy}")
 
+    if batchnorm_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = batchnorm_momentum
     if weights is not None:
         load_backbone_weights(model, weights, size)
     set_trainable_blocks(model, strategy, trainable_blocks)

@@ -1,0 +1,388 @@
+"""Cross-validation: every configuration of a profile, one (configuration, fold) at a time.
+
+The paper judges each configuration by 10-fold cross-validation (Apostolopoulos et al. 2020,
+section "Experiment setup"). Here:
+
+1. **Folds** are stratified by class, over images (the paper) or over patients (stratified and
+   grouped by ``patient_id``, so no patient is on both sides), deterministic from the profile's
+   seed and stored beside the results (``folds.csv``; fold = the test fold).
+2. **Validation data** for early stopping come out of the training folds only (a stratified,
+   likewise grouped ``val_fraction`` of them): no choice ever looks at the test fold.
+3. **Training**: Adam (the profile's optimiser and learning rate per strategy), early stopping on
+   the validation loss with the best epoch's weights restored, images in memory as uint8 and
+   augmented by layers of the model (see :mod:`cxrlib.model`). Every training batch is full (a
+   few training images repeat; see :func:`full_batches`), so the step compiles once per fold.
+4. **Results**: as soon as a fold ends, its out-of-fold predictions, history and a record of
+   settings, timings and environment are written atomically (:mod:`cxrlib.results`). A rerun
+   skips finished folds, so a killed run repeats none, and disjoint folds run on different
+   machines combine by copying their fold folders into one run.
+
+Command line: ``python -m cxrlib run --profile default [--configs ...] [--folds 0,1]``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import dataset, env, results
+from .profiles import PROFILES, Profile, get_profile, parse_config
+
+Log = Callable[[str], None]
+
+
+def log_line(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds
+# ---------------------------------------------------------------------------------------------
+
+def assign_folds(frame: pd.DataFrame, n_splits: int, grouping: str, seed: int) -> np.ndarray:
+    """Fold index (0..n_splits-1) of every row: stratified by label, grouped if asked."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    labels = frame["label"].to_numpy()
+    if grouping == "patient":
+        splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+        splits = splitter.split(frame, labels, groups=frame["patient_id"].to_numpy())
+    else:
+        splits = StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(frame, labels)
+    fold = np.full(len(frame), -1)
+    for k, (_, test_index) in enumerate(splits):
+        fold[test_index] = k
+    return fold
+
+
+def make_folds(manifest: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """The stored fold assignment: image_id, label, patient_id, source, fold."""
+    counts = manifest["label"].value_counts()
+    too_few = counts[counts < profile.n_folds]
+    if len(too_few):
+        raise ValueError(f"{profile.n_folds}-fold cross-validation needs at least "
+                         f"{profile.n_folds} images per class; too few: {too_few.to_dict()}. "
+                         f"Use fewer folds (--set n_folds=...) or leave the class out.")
+    folds = manifest[["image_id", "label", "patient_id", "source"]].copy()
+    folds["fold"] = assign_folds(manifest, profile.n_folds, profile.grouping, profile.seed)
+    return folds
+
+
+def validation_mask(train: pd.DataFrame, profile: Profile, fold: int) -> np.ndarray:
+    """Which training rows are held out for early stopping (about ``val_fraction`` of them)."""
+    n_splits = max(2, round(1 / profile.val_fraction))
+    # StratifiedKFold cannot make more splits than the largest class has members (tiny data).
+    n_splits = min(n_splits, int(train["label"].value_counts().max()))
+    if profile.grouping == "patient":
+        n_splits = min(n_splits, train["patient_id"].nunique())
+    return assign_folds(train, n_splits, profile.grouping, profile.seed + 1000 + fold) == 0
+
+
+def full_batches(rows: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
+    """``rows`` topped up with a random few of themselves to a multiple of ``batch_size``.
+
+    A last, smaller batch has another shape, and a new shape means another compilation of the
+    training step (tens of seconds per fold for MobileNetV2). Repeating a few training images
+    keeps every batch full without moving any image between training and validation.
+    """
+    missing = -len(rows) % batch_size
+    extra = np.random.default_rng(seed).choice(rows, missing, replace=missing > len(rows))
+    return np.concatenate([rows, extra])
+
+
+# ---------------------------------------------------------------------------------------------
+# One fold
+# ---------------------------------------------------------------------------------------------
+
+def inference_batch_size(n_images: int, largest: int = 512) -> int:
+    """One batch for validation or test sets up to ``largest`` images: one shape, one compile."""
+    return max(1, min(n_images, largest))
+
+
+def dtype_policy(profile: Profile) -> str:
+    """bf16 mixed precision on an accelerator when the profile asks; float32 otherwise."""
+    return "mixed_bfloat16" if profile.mixed_precision and env.has_accelerator() else "float32"
+
+
+def make_optimizer(profile: Profile, config: str):
+    import keras
+
+    return keras.optimizers.get({"class_name": profile.optimizer,
+                                 "config": {"learning_rate": profile.learning_rate(config)}})
+
+
+def epoch_logger(config: str, fold: int, n_folds: int, epochs: int, log: Log):
+    """A callback printing one compact line per epoch and recording each epoch's seconds."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+            logs = logs or {}
+            log(f"  {config} fold {fold + 1}/{n_folds} epoch {epoch + 1}/{epochs}: "
+                f"loss {logs.get('loss', float('nan')):.3f} "
+                f"acc {logs.get('accuracy', float('nan')):.3f} "
+                f"val_loss {logs.get('val_loss', float('nan')):.3f} "
+                f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
+                f"({self.seconds[-1]:.1f}s)")
+
+    return EpochLog()
+
+
+def predictions_table(rows: pd.DataFrame, fold: int, probabilities: np.ndarray,
+                      classes: tuple[str, ...]) -> pd.DataFrame:
+    table = rows[["image_id"]].copy()
+    table["fold"] = fold
+    for column in ("label", "patient_id", "source"):
+        table[column] = rows[column].to_numpy()
+    for k, name in enumerate(classes):
+        table[f"p_{name}"] = probabilities[:, k].astype(float)
+    return table.reset_index(drop=True)
+
+
+def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd.DataFrame,
+             images: np.ndarray, weights: str | Path = "imagenet", log: Log = log_line) -> Path:
+    """Train ``config`` on every fold but ``fold``, predict ``fold``, write the results.
+
+    ``folds`` is the stored assignment (row i describes ``images[i]``, shape (N, S, S) uint8).
+    Returns the finished fold's folder.
+    """
+    import keras
+
+    from .model import build_model
+
+    strategy, trainable_blocks = parse_config(config)
+    classes = tuple(profile.classes)
+    label_index = {c: k for k, c in enumerate(classes)}
+    y = folds["label"].map(label_index).to_numpy(dtype="int32")
+    x = images[..., None]  # (N, S, S, 1), still uint8: the model casts on the device
+
+    test = (folds["fold"] == fold).to_numpy()
+    train_rows = np.flatnonzero(~test)
+    val_in_train = validation_mask(folds.iloc[train_rows].reset_index(drop=True), profile, fold)
+    val, fit = train_rows[val_in_train], train_rows[~val_in_train]
+    fit_batches = full_batches(fit, profile.batch_size, profile.seed + fold)
+
+    # Every fold builds a new model, so TensorFlow traces new functions: expected here, and its
+    # warning about "retracing" would flood the log.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # A fresh graph per fold: layer names repeat, so compiled programs can be cached and reused.
+    keras.utils.clear_session(free_memory=True)
+    keras.utils.set_random_seed(profile.seed + fold)
+    policy = dtype_policy(profile)
+    keras.config.set_dtype_policy(policy)
+    model = build_model(strategy, profile.image_size, len(classes), trainable_blocks,
+                        weights=None if strategy == "from_scratch" else weights,
+                        rotation_degrees=profile.rotation_degrees,
+                        shift_pixels=profile.shift_pixels_at_200 * profile.image_size / 200,
+                        seed=profile.seed + fold,
+                        batchnorm_momentum=profile.batchnorm_momentum)
+    model.compile(optimizer=make_optimizer(profile, config),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    epoch_log = epoch_logger(config, fold, profile.n_folds, profile.epochs, log)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=profile.patience,
+                                             restore_best_weights=True)
+    log(f"{config} fold {fold + 1}/{profile.n_folds}: start (train {len(fit)}, "
+        f"validation {len(val)}, test {int(test.sum())}; {policy})")
+    start = time.perf_counter()
+    history = model.fit(x[fit_batches], y[fit_batches], validation_data=(x[val], y[val]),
+                        epochs=profile.epochs, batch_size=profile.batch_size, shuffle=True,
+                        validation_batch_size=inference_batch_size(len(val)),
+                        callbacks=[epoch_log, stopping], verbose=0)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    probabilities = model.predict(x[test], batch_size=inference_batch_size(int(test.sum())),
+                                  verbose=0)
+    predict_seconds = time.perf_counter() - start
+    keras.config.set_dtype_policy("float32")
+
+    history_table = pd.DataFrame(history.history)
+    history_table.insert(0, "epoch", np.arange(1, len(history_table) + 1))
+    history_table["seconds"] = epoch_log.seconds
+    history_table = history_table[["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                                   "seconds"]]
+    epochs_run = len(history_table)
+    best_epoch = int(history_table["val_loss"].idxmin()) + 1
+    predictions = predictions_table(folds.iloc[np.flatnonzero(test)], fold, probabilities,
+                                    classes)
+    # Epochs after the first show the steady speed (the first one includes compilation).
+    steady = epoch_log.seconds[1:] or epoch_log.seconds
+    info = {
+        "config": config, "strategy": strategy, "trainable_blocks": trainable_blocks,
+        "fold": fold, "n_folds": profile.n_folds, "profile": profile.name,
+        "n_train": len(fit), "n_val": len(val), "n_test": int(test.sum()),
+        "n_train_repeated": len(fit_batches) - len(fit),
+        "epochs_run": epochs_run, "best_epoch": best_epoch,
+        "test_accuracy": float((probabilities.argmax(1) == y[test]).mean()),
+        "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+        "train_images_per_second": len(fit_batches) * epochs_run / train_seconds,
+        "steady_epoch_images_per_second": len(fit_batches) / float(np.median(steady)),
+        "learning_rate": profile.learning_rate(config), "optimizer": profile.optimizer,
+        "batch_size": profile.batch_size, "image_size": profile.image_size,
+        "batchnorm_momentum": profile.batchnorm_momentum,
+        "weights": None if strategy == "from_scratch" else str(weights),
+        "dtype_policy": policy, "environment": env.describe(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = results.write_fold(run_path, config, fold, predictions, history_table, info)
+    log(f"{config} fold {fold + 1}/{profile.n_folds}: done in {train_seconds:.0f}s, "
+        f"{epochs_run} epochs (best {best_epoch}), test accuracy {info['test_accuracy']:.3f}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole profile
+# ---------------------------------------------------------------------------------------------
+
+def load_dataset(profile: Profile, data_dir=None, curated=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The curated images of the profile's classes (curating first if needed)."""
+    if curated is None:
+        from .curate import ensure_curated
+
+        curated = ensure_curated(profile, data_dir=data_dir)
+    manifest, images = dataset.load_curated(curated, classes=profile.classes)
+    if images.shape[1:] != (profile.image_size, profile.image_size):
+        raise ValueError(f"{curated} holds {images.shape[1]} px images but profile "
+                         f"{profile.name!r} wants {profile.image_size} px: curate it again "
+                         f"for this profile or point to the right folder")
+    return manifest, images
+
+
+def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,
+                data_dir=None, results_root=None, curated=None, weights="imagenet",
+                log: Log = log_line) -> Path:
+    """Cross-validate ``configs`` (default: the profile's) on ``folds`` (default: all).
+
+    Finished folds are skipped. ``curated`` points to an already curated dataset (otherwise
+    the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). Returns the run's
+    results folder.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    configs = list(profile.configs if configs is None else configs)
+    for config in configs:
+        parse_config(config)
+    folds = list(range(profile.n_folds) if folds is None else folds)
+    bad = [f for f in folds if not 0 <= f < profile.n_folds]
+    if bad:
+        raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
+                         f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    run_path = results.run_dir(run or profile.name, results_root)
+    results.ensure_profile(run_path, profile)
+
+    todo = [(c, f) for c in configs for f in folds if not results.is_done(run_path, c, f)]
+    for config, fold in [(c, f) for c in configs for f in folds if (c, f) not in todo]:
+        log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
+    if not todo:
+        return run_path
+    manifest, images = load_dataset(profile, data_dir, curated)
+    assignment = results.write_folds(run_path, make_folds(manifest, profile))
+
+    start = time.perf_counter()
+    for config, fold in todo:
+        # Another worker on the same run may have finished it meanwhile.
+        if results.is_done(run_path, config, fold):
+            log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
+            continue
+        run_fold(profile, config, fold, run_path, assignment, images, weights=weights, log=log)
+    log(f"{len(todo)} fold(s) of {run_path.name} done in {time.perf_counter() - start:.0f}s")
+    return run_path
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def parse_overrides(profile: Profile, settings: list[str]) -> dict:
+    """``["epochs=3", "mixed_precision=true"]`` -> typed overrides of the profile's fields."""
+    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
+    overrides = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or key not in fields or key == "name":
+            raise ValueError(f"--set {setting!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{sorted(k for k in fields if k != 'name')}")
+        current = fields[key]
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {setting!r}: {key} is true or false")
+            overrides[key] = text.lower() in ("true", "1")
+        elif isinstance(current, (int, float, str)):
+            overrides[key] = type(current)(text)
+        elif isinstance(current, tuple):
+            overrides[key] = tuple(t.strip() for t in text.split(",") if t.strip())
+        else:  # dicts (learning_rates): JSON
+            overrides[key] = json.loads(text)
+    return overrides
+
+
+def override_run_name(name: str, overrides: dict) -> str:
+    """A run name of its own for a profile with overrides (results must never mix)."""
+    parts = [f"{k}-{v if not isinstance(v, (tuple, dict)) else len(v)}"
+             for k, v in sorted(overrides.items())]
+    return "_".join([name] + parts).replace("/", "-").replace(" ", "")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                        help="run profile (cxrlib/profiles.py); default: %(default)s")
+    parser.add_argument("--configs", default="",
+                        help="comma-separated configurations (default: the profile's), e.g. "
+                             "from_scratch,fine_tune_3")
+    parser.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 "
+                                                    "(default: all)")
+    parser.add_argument("--run", default="", help="results run name (default: the profile's "
+                                                  "name, plus the overrides if any)")
+    parser.add_argument("--data", default=None, help="folder of the real sources")
+    parser.add_argument("--curated", default=None,
+                        help="an already curated dataset folder (skips curation)")
+    parser.add_argument("--results", default=None, help="results root (default: results/)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="'imagenet' (Keras cache, $KERAS_HOME/models) or a weights file")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a profile setting, e.g. --set epochs=3 (repeatable)")
+
+
+def split_list(text: str) -> list[str] | None:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def split_folds(text: str) -> list[int] | None:
+    """``"0,1"`` -> ``[0, 1]``; ``""`` -> None (all folds)."""
+    items = split_list(text)
+    try:
+        return [int(f) for f in items] if items else None
+    except ValueError:
+        raise ValueError(f"folds {text!r}: expected fold numbers such as 0,1") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    profile = get_profile(args.profile)
+    overrides = parse_overrides(profile, args.set)
+    if overrides:
+        profile = get_profile(args.profile, **overrides)
+    run = args.run or (override_run_name(profile.name, overrides) if overrides else profile.name)
+    if args.data and profile.dataset != "real":
+        raise ValueError(f"--data is for real-data profiles; profile {profile.name!r} is "
+                         f"synthetic (add --set dataset=real to read real sources with it)")
+    run_path = run_profile(profile, configs=split_list(args.configs),
+                           folds=split_folds(args.folds), run=run,
+                           data_dir=args.data, results_root=args.results,
+                           curated=args.curated, weights=args.weights)
+    log_line(f"results: {run_path}")
+    return 0
