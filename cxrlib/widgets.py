@@ -934,28 +934,35 @@ class PredictionExplorer:
                                self.next_button]),
                        self.output])
 
-    def _matrix_buttons(self):
-        """The matrix as buttons: a click lists the cell's images."""
+    def _matrix_buttons(self) -> list:
+        """The matrix as buttons (a click lists the cell's images), made once per class set
+        and updated in place: new buttons on every click would pile up in the kernel."""
         import ipywidgets as w
 
+        if getattr(self, "_button_classes", None) != self.classes:
+            for old in getattr(self, "_matrix_items", []):
+                old.close()
+            self._button_classes, self.cell_buttons = self.classes, {}
+            items = [w.HTML("<b>predicted \\ actual</b>")]
+            items += [w.HTML(f"<b>{esc(c)}</b>") for c in self.classes]
+            for predicted in self.classes:
+                items.append(w.HTML(f"<b>{esc(predicted)}</b>"))
+                for actual in self.classes:
+                    button = w.Button(tooltip=f"actual {actual}, predicted {predicted}",
+                                      layout=w.Layout(width="auto"))
+                    button.on_click(lambda _, p=predicted, a=actual:
+                                    (self.select_cell(p, a), self.refresh()))
+                    self.cell_buttons[(predicted, actual)] = button
+                    items.append(button)
+            self._matrix_items = items
         cm = self.confusion()
-        self.cell_buttons = {}
-        items = [w.HTML("<b>predicted \\ actual</b>")]
-        items += [w.HTML(f"<b>{esc(c)}</b>") for c in cm.columns]
-        for predicted in cm.index:
-            items.append(w.HTML(f"<b>{esc(predicted)}</b>"))
-            for actual in cm.columns:
-                count = int(cm.at[predicted, actual])
-                style = "" if count == 0 else ("success" if predicted == actual else "danger")
-                button = w.Button(description=str(count), button_style=style,
-                                  icon="check" if self.cell == (predicted, actual) else "",
-                                  tooltip=f"actual {actual}, predicted {predicted}",
-                                  layout=w.Layout(width="auto"))
-                button.on_click(lambda _, p=predicted, a=actual:
-                                (self.select_cell(p, a), self.refresh()))
-                self.cell_buttons[(predicted, actual)] = button
-                items.append(button)
-        return items
+        for (predicted, actual), button in self.cell_buttons.items():
+            count = int(cm.at[predicted, actual])
+            button.description = str(count)
+            button.button_style = "" if count == 0 else (
+                "success" if predicted == actual else "danger")
+            button.icon = "check" if self.cell == (predicted, actual) else ""
+        return self._matrix_items
 
     def refresh(self) -> None:
         if not hasattr(self, "output"):

@@ -234,7 +234,12 @@ def test_confusion_matrix_and_a_cell_clicked_lists_its_images_mistakes_first(sto
     assert list(listing["correct"][:3]) == [False] * 3, "misclassifications first"
     assert list(listing["image_id"][:3]) == ["c4", "x4", "p2"], "most confident mistake first"
 
+    import ipywidgets
+
+    widgets_before = len(ipywidgets.Widget.get_manager_state()["state"])
     explorer.cell_buttons[("Pneumonia", "COVID-19")].click()
+    assert len(ipywidgets.Widget.get_manager_state()["state"]) == widgets_before, \
+        "a click updates the widgets it has; it makes no new ones"
     text = visible_text(explorer.output.value)
     assert text.startswith("Actual COVID-19, predicted Pneumonia: 1 image(s), all misclassified")
     assert "c4 misclassified: actual COVID-19, predicted Pneumonia (p = 0.60; " \
