@@ -908,7 +908,7 @@ class PredictionExplorer:
         self.previous_button = w.Button(description="previous", icon="arrow-left")
         self.next_button = w.Button(description="next", icon="arrow-right")
         self.header = w.HTML()
-        self.matrix_box = w.GridBox()
+        self.matrix_box = w.GridBox(layout=w.Layout(grid_gap="2px"))
         self.output = w.HTML()
         self._syncing = False
 
@@ -967,7 +967,6 @@ class PredictionExplorer:
     def refresh(self) -> None:
         if not hasattr(self, "output"):
             return
-        import ipywidgets as w
 
         self._syncing = True
         try:
@@ -986,9 +985,8 @@ class PredictionExplorer:
         self.gradcam_control.tooltip = why
         self.header.value = f"<p>{esc(self.description())}</p>"
         self.matrix_box.children = self._matrix_buttons()
-        self.matrix_box.layout = w.Layout(
-            grid_template_columns=f"auto repeat({len(self.classes)}, minmax(3em, auto))",
-            grid_gap="2px")
+        self.matrix_box.layout.grid_template_columns = \
+            f"auto repeat({len(self.classes)}, minmax(3em, auto))"
         self.output.value = self.listing_html()
 
     # --- the book ------------------------------------------------------------------------
