@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,6 +37,8 @@ from . import dataset, env, results
 from .profiles import PROFILES, Profile, get_profile, parse_config
 
 Log = Callable[[str], None]
+# TensorFlow's C++ start-up notices would fill every log and notebook (errors still show).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def log_line(message: str) -> None:

@@ -216,3 +216,46 @@ def test_from_scratch_learns_the_synthetic_classes_well_above_chance(tmp_path):
     # And not by luck: the chance of doing this well by guessing.
     correct = int(round(accuracy * len(pred)))
     assert binomtest(correct, len(pred), chance, alternative="greater").pvalue < 1e-6
+
+
+def execute_notebook(name: str, out_dir: Path, **parameters) -> dict:
+    """Execute ``notebooks/<name>.py`` with papermill; the executed notebook as JSON."""
+    import jupytext
+    import papermill
+
+    source = out_dir / f"{name}.ipynb"
+    jupytext.write(jupytext.read(REPO / "notebooks" / f"{name}.py"), source)
+    executed = out_dir / f"{name}-executed.ipynb"
+    papermill.execute_notebook(str(source), str(executed), parameters=parameters,
+                               cwd=str(REPO), kernel_name="python3", progress_bar=False)
+    return json.loads(executed.read_text())
+
+
+def outputs_of(notebook: dict) -> list[dict]:
+    return [o for cell in notebook["cells"] if cell["cell_type"] == "code"
+            for o in cell.get("outputs", [])]
+
+
+@pytest.mark.parametrize("name, parameters, config", [
+    ("02_off_the_shelf", {"folds": "0"}, "off_the_shelf"),
+    ("03_fine_tuning", {"folds": "1", "trainable_blocks": 3}, "fine_tune_3"),
+    ("04_from_scratch", {"folds": "0"}, "from_scratch"),
+])
+def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_path, monkeypatch,
+                                              standin_keras_home):
+    monkeypatch.setenv("KERAS_HOME", str(standin_keras_home))
+    monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
+    monkeypatch.setenv("CXRLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    notebook = execute_notebook(name, tmp_path, profile="tiny", **parameters)
+    run_path = tmp_path / "results" / "tiny"
+    assert results.done_folds(run_path, config) == [int(parameters["folds"])]
+    outputs = outputs_of(notebook)
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 2  # the confusion matrix and the training curves
+    tables = [o for o in outputs if "text/html" in o.get("data", {})]
+    assert any("accuracy" in "".join(o["data"]["text/html"]) for o in tables)
+    text = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
+    assert f"{config} fold {int(parameters['folds']) + 1}/2: done" in text
+    assert "epoch 1/1" in text
