@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import dataset, env, results
+from . import dataset, env, paths, results
 from .profiles import PROFILES, Profile, get_profile, parse_config
 
 Log = Callable[[str], None]
@@ -157,16 +157,23 @@ def predictions_table(rows: pd.DataFrame, fold: int, probabilities: np.ndarray,
     return table.reset_index(drop=True)
 
 
+def weights_path(run: str, config: str, fold: int) -> Path:
+    """Where a fold's trained weights go when asked for: run records, never the results store."""
+    return paths.runs_dir() / run / "weights" / f"{config}-fold-{fold:02d}.npz"
+
+
 def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd.DataFrame,
-             images: np.ndarray, weights: str | Path = "imagenet", log: Log = log_line) -> Path:
+             images: np.ndarray, weights: str | Path = "imagenet", log: Log = log_line,
+             save_weights: bool = False) -> Path:
     """Train ``config`` on every fold but ``fold``, predict ``fold``, write the results.
 
     ``folds`` is the stored assignment (row i describes ``images[i]``, shape (N, S, S) uint8).
-    Returns the finished fold's folder.
+    With ``save_weights`` the trained model's weights are kept (:func:`weights_path`) for
+    Grad-CAM. Returns the finished fold's folder.
     """
     import keras
 
-    from .model import build_model
+    from .model import build_model, save_weights_compact
 
     strategy, trainable_blocks = parse_config(config)
     classes = tuple(profile.classes)
@@ -213,6 +220,8 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
                                   verbose=0)
     predict_seconds = time.perf_counter() - start
     keras.config.set_dtype_policy("float32")
+    saved = save_weights_compact(model, weights_path(run_path.name, config, fold)) \
+        if save_weights else None
 
     history_table = pd.DataFrame(history.history)
     history_table.insert(0, "epoch", np.arange(1, len(history_table) + 1))
@@ -240,6 +249,7 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
         "batchnorm_momentum": profile.batchnorm_momentum,
         "weights": None if strategy == "from_scratch" else str(weights),
         "dtype_policy": policy, "environment": env.describe(),
+        "weights_saved": None if saved is None else str(saved.relative_to(paths.runs_dir())),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = results.write_fold(run_path, config, fold, predictions, history_table, info)
@@ -268,11 +278,12 @@ def load_dataset(profile: Profile, data_dir=None, curated=None) -> tuple[pd.Data
 
 def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,
                 data_dir=None, results_root=None, curated=None, weights="imagenet",
-                log: Log = log_line) -> Path:
+                log: Log = log_line, save_weights_folds=()) -> Path:
     """Cross-validate ``configs`` (default: the profile's) on ``folds`` (default: all).
 
     Finished folds are skipped. ``curated`` points to an already curated dataset (otherwise
-    the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). Returns the run's
+    the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). The trained
+    weights of the folds in ``save_weights_folds`` are kept for explanation. Returns the run's
     results folder.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -301,7 +312,8 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
         if results.is_done(run_path, config, fold):
             log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
             continue
-        run_fold(profile, config, fold, run_path, assignment, images, weights=weights, log=log)
+        run_fold(profile, config, fold, run_path, assignment, images, weights=weights, log=log,
+                 save_weights=fold in save_weights_folds)
     log(f"{len(todo)} fold(s) of {run_path.name} done in {time.perf_counter() - start:.0f}s")
     return run_path
 
@@ -356,6 +368,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default=None, help="results root (default: results/)")
     parser.add_argument("--weights", default="imagenet",
                         help="'imagenet' (Keras cache, $KERAS_HOME/models) or a weights file")
+    parser.add_argument("--save-weights-folds", default="",
+                        help="keep the trained weights of these folds (e.g. 0) under "
+                             "runs/<run>/weights/, for Grad-CAM")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a profile setting, e.g. --set epochs=3 (repeatable)")
 
@@ -386,6 +401,7 @@ def main(args: argparse.Namespace) -> int:
     run_path = run_profile(profile, configs=split_list(args.configs),
                            folds=split_folds(args.folds), run=run,
                            data_dir=args.data, results_root=args.results,
-                           curated=args.curated, weights=args.weights)
+                           curated=args.curated, weights=args.weights,
+                           save_weights_folds=split_folds(args.save_weights_folds) or ())
     log_line(f"results: {run_path}")
     return 0
