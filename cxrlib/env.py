@@ -86,7 +86,13 @@ def device_description() -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The checkout's commit, with "+dirty" if tracked files changed; "unknown" outside git."""
+    """The checkout's commit, with "+dirty" if tracked files changed; "unknown" outside git.
+
+    ``CXRLIB_GIT_COMMIT`` names it where the code travels without its ``.git`` (a GPU machine
+    that receives a copy of the working tree).
+    """
+    if os.environ.get("CXRLIB_GIT_COMMIT"):
+        return os.environ["CXRLIB_GIT_COMMIT"]
     try:
         cwd = str(paths.root())
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
