@@ -54,14 +54,26 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def profile_differences(stored: dict, profile: Profile) -> list[str]:
+    """Settings in which ``stored`` (a run's profile.json) and ``profile`` differ.
+
+    A setting added to :class:`Profile` after the run was made is absent from the stored file;
+    it only counts as a difference if ``profile`` gives it another value than its default (the
+    value the run was, in effect, made with).
+    """
+    current = profile.to_dict()
+    defaults = Profile(name="", description="").to_dict()
+    changed = [k for k in stored if stored[k] != current.get(k)]
+    changed += [k for k in current if k not in stored and current[k] != defaults.get(k)]
+    return sorted(set(changed) - {"description"})
+
+
 def ensure_profile(run_path: Path, profile: Profile) -> None:
     """Record the profile of a new run; refuse to add folds made with different settings."""
     path = Path(run_path) / "profile.json"
     if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != profile.to_dict():
-            changed = sorted(k for k in set(stored) | set(profile.to_dict())
-                             if stored.get(k) != profile.to_dict().get(k))
+        changed = profile_differences(json.loads(path.read_text()), profile)
+        if changed:
             raise ValueError(
                 f"{path} was made with other settings (differences: {changed}). Finished folds "
                 f"of different settings must not be mixed: choose another run name "
@@ -71,6 +83,7 @@ def ensure_profile(run_path: Path, profile: Profile) -> None:
 
 
 def read_profile(run_path: Path) -> Profile:
+    """The run's profile (settings added to :class:`Profile` since then take their defaults)."""
     return Profile.from_dict(json.loads((Path(run_path) / "profile.json").read_text()))
 
 
