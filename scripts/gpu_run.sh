@@ -5,9 +5,11 @@
 #   scripts/gpu_run.sh PROFILE SECONDS WORKER_SPEC [WORKER_SPEC ...]
 #
 # A WORKER_SPEC is a comma-separated list of configurations run one after the other by one
-# process, e.g. "from_scratch,fine_tune_5"; a trailing "@0" keeps the trained weights of fold 0
-# of each (for Grad-CAM back home), e.g. "from_scratch@0". Put the configurations that matter
-# most first: a worker stopped at the deadline loses only its unfinished fold.
+# process, e.g. "from_scratch,fine_tune_5"; "@0" keeps the trained weights of fold 0 of each
+# (for Grad-CAM back home), e.g. "from_scratch@0"; text after "#" is passed on to
+# `python -m cxrlib run`, e.g. "from_scratch#--set grouping=patient" (a run of its own name).
+# Put the configurations that matter most first: a worker stopped at the deadline loses only
+# its unfinished fold.
 #
 # The command expects the carried paths .whl/ (keras, namex, optree wheels for the machine's
 # Python), .carry/keras/models/<MobileNetV2 no-top weights> and data/curated/<the profile's
@@ -17,11 +19,12 @@ set -uo pipefail
 profile=$1; seconds=$2; shift 2
 out=${OUT:-/tmp/out}; mkdir -p "$out" logs
 res=${CXRLIB_RESULTS:-results}; runs=${CXRLIB_RUNS:-runs}
-export PYTHONUNBUFFERED=1 KERAS_BACKEND=${KERAS_BACKEND:-jax} KERAS_HOME=$PWD/.carry/keras
+export PYTHONUNBUFFERED=1 KERAS_BACKEND=${KERAS_BACKEND:-jax} KERAS_HOME=${KERAS_HOME:-$PWD/.carry/keras}
+wheels=${WHEELS:-.whl}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache
-if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
+if [ -d "$wheels" ] && [ -z "${SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
+    --target /tmp/site "$wheels"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -31,21 +34,22 @@ start=$(date +%s)
 i=0; pids=()
 for spec in "$@"; do
   i=$((i + 1))
-  configs=${spec%@*}; save=""
+  extra=""; [[ "$spec" == *"#"* ]] && extra=${spec#*#}
+  spec=${spec%%#*}; configs=${spec%@*}; save=""
   [ "$spec" != "$configs" ] && save="--save-weights-folds ${spec#*@}"
   # shellcheck disable=SC2086
   timeout --signal=TERM "$seconds" python3 -m cxrlib run --profile "$profile" \
-    --configs "$configs" $save > "logs/worker-$i.log" 2>&1 &
+    --configs "$configs" $save $extra > "logs/worker-$i.log" 2>&1 &
   pids+=($!)
 done
 while sleep 20; do
   alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
-  echo "t=$(( $(date +%s) - start ))s workers alive=$alive finished folds=$(find "$res/$profile" -name fold.json 2>/dev/null | wc -l)"
+  echo "t=$(( $(date +%s) - start ))s workers alive=$alive finished folds=$(find "$res" -name fold.json 2>/dev/null | wc -l)"
   [ "$alive" -eq 0 ] && break
 done
 wait
 for f in logs/worker-*.log; do echo "== $f"; grep -E "done in|Error|error" "$f" | tail -n 4; done
-tar czf "$out/results.tgz" -C "$res" "$profile"
+tar czf "$out/results.tgz" -C "$res" .
 tar czf "$out/logs.tgz" logs
-[ -d "$runs/$profile/weights" ] && cp "$runs/$profile"/weights/*.npz "$out"/ 2>/dev/null
-echo "packed $(find "$res/$profile" -name fold.json | wc -l) finished folds after $(( $(date +%s) - start ))s"
+for w in "$runs"/*/weights/*.npz; do [ -f "$w" ] && cp "$w" "$out/$(basename "$(dirname "$(dirname "$w")")")--$(basename "$w")"; done
+echo "packed $(find "$res" -name fold.json | wc -l) finished folds after $(( $(date +%s) - start ))s"
