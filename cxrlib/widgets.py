@@ -629,18 +629,20 @@ def run_images_dir(run_path: Path) -> Path | None:
 #
 # The contract with cxrlib.explain: ``explain.gradcam_for_images(run_path, config, fold, images,
 # classes)`` -> one heat map per image, values in [0, 1] (any size), of the model of that fold
-# (weights at :func:`weights_path`) for the named class of each image; ``images`` are the
-# curated uint8 images, shape (N, S, S).
+# (weights kept by the CV loop at :func:`cxrlib.cv.weights_path`) for the named class of each
+# image; ``images`` are the curated uint8 images, shape (N, S, S).
 
 GRADCAM_FUNCTION = "gradcam_for_images"
 
 
 def weights_path(run: str, config: str, fold: int) -> Path:
-    """Where the CV loop saves a fold's model weights when asked to (outside results/)."""
-    return paths.runs_dir() / run / "weights" / f"{config}-fold-{fold:02d}.weights.h5"
+    """Where the CV loop keeps a fold's weights when asked to (:func:`cxrlib.cv.weights_path`)."""
+    from .cv import weights_path as kept_weights
+
+    return kept_weights(run, config, int(fold))
 
 
-def gradcam_status(run: str, config: str, folds) -> tuple[bool, str]:
+def gradcam_status(run: str, config: str, folds, profile: str = "PROFILE") -> tuple[bool, str]:
     """Whether Grad-CAM overlays can be drawn for these folds, and if not, why."""
     try:
         from . import explain
@@ -649,12 +651,13 @@ def gradcam_status(run: str, config: str, folds) -> tuple[bool, str]:
                        "have yet.")
     if not hasattr(explain, GRADCAM_FUNCTION):
         return False, f"`cxrlib.explain` offers no `{GRADCAM_FUNCTION}` in this checkout."
-    saved = [f for f in folds if weights_path(run, config, int(f)).is_file()]
+    saved = [f for f in folds if weights_path(run, config, f).is_file()]
     if not saved:
-        return False, (f"Grad-CAM overlays need a fold's saved weights "
-                       f"({weights_path(run, config, 0).parent}/{config}-fold-KK.weights.h5); "
-                       f"none are saved for {config}. Save them with the profile setting "
-                       f"`save_weights_folds` and rerun that fold.")
+        return False, (f"Grad-CAM overlays need a fold's kept weights (in "
+                       f"{weights_path(run, config, 0).parent}); none are kept for {config}. "
+                       f"Keep them with `python -m cxrlib run --profile {profile} --run {run} "
+                       f"--configs {config} --folds K --save-weights-folds K` (a finished fold "
+                       f"is not trained again: move its folder away first).")
     return True, f"Grad-CAM overlays available for fold(s) {', '.join(map(str, saved))}."
 
 
@@ -815,7 +818,8 @@ class PredictionExplorer:
 
     def gradcam_status(self) -> tuple[bool, str]:
         folds = self.folds if self.fold == ALL else [self.fold]
-        return gradcam_status(self.run, self.config, folds)
+        return gradcam_status(self.run, self.config, folds,
+                              self.profile.name if self.profile else "PROFILE")
 
     def gradcam_uris(self, rows: pd.DataFrame) -> dict[str, str]:
         """Grad-CAM overlays (data URIs) of ``rows`` whose fold has saved weights."""

@@ -297,7 +297,8 @@ def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypat
     available, why = explorer.gradcam_status()
     try:
         import cxrlib.explain  # noqa: F401
-        assert not available and "saved weights" in why and "save_weights_folds" in why
+        assert not available and "kept weights" in why
+        assert "python -m cxrlib run --profile tiny --run tiny --configs off_the_shelf" in why
     except ImportError:
         assert not available and "cxrlib.explain" in why
     assert explorer.gradcam_control.disabled
