@@ -4,10 +4,11 @@
 #
 #   scripts/gpu_run.sh PROFILE SECONDS WORKER_SPEC [WORKER_SPEC ...]
 #
-# A WORKER_SPEC is a comma-separated list of configurations run one after the other by one
-# process, e.g. "from_scratch,fine_tune_5"; "@0" keeps the trained weights of fold 0 of each
-# (for Grad-CAM back home), e.g. "from_scratch@0"; text after "#" is passed on to
-# `python -m cxrlib run`, e.g. "from_scratch#--set grouping=patient" (a run of its own name).
+# A WORKER_SPEC is a comma-separated list of configurations that one worker runs one after the
+# other, e.g. "from_scratch,fine_tune_5"; "@0" after a configuration keeps the trained weights
+# of its fold 0 (for Grad-CAM back home), e.g. "from_scratch@0,fine_tune_5"; text after "#" is
+# passed on to each `python -m cxrlib run` of the worker, e.g.
+# "from_scratch#--set grouping=patient" (a run of its own name).
 # Put the configurations that matter most first: a worker stopped at the deadline loses only
 # its unfinished fold.
 #
@@ -30,16 +31,27 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   python3 -c "import keras, jax; print('keras', keras.__version__, keras.backend.backend(), jax.devices())"
 } 2>&1 | tee logs/machine.txt
-start=$(date +%s)
+start=$(date +%s); deadline=$((start + seconds))
+
+run_worker() {  # $1: worker number, $2: spec
+  local extra="" spec=$2 item config save left
+  [[ "$spec" == *"#"* ]] && extra=${spec#*#}
+  spec=${spec%%#*}
+  for item in ${spec//,/ }; do
+    config=${item%@*}; save=""
+    [ "$item" != "$config" ] && save="--save-weights-folds ${item#*@}"
+    left=$((deadline - $(date +%s)))
+    [ "$left" -le 10 ] && break
+    # shellcheck disable=SC2086
+    timeout --signal=TERM "$left" python3 -m cxrlib run --profile "$profile" \
+      --configs "$config" $save $extra
+  done > "logs/worker-$1.log" 2>&1
+}
+
 i=0; pids=()
 for spec in "$@"; do
   i=$((i + 1))
-  extra=""; [[ "$spec" == *"#"* ]] && extra=${spec#*#}
-  spec=${spec%%#*}; configs=${spec%@*}; save=""
-  [ "$spec" != "$configs" ] && save="--save-weights-folds ${spec#*@}"
-  # shellcheck disable=SC2086
-  timeout --signal=TERM "$seconds" python3 -m cxrlib run --profile "$profile" \
-    --configs "$configs" $save $extra > "logs/worker-$i.log" 2>&1 &
+  run_worker "$i" "$spec" &
   pids+=($!)
 done
 while sleep 20; do
