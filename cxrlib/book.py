@@ -339,12 +339,18 @@ def live_environment() -> pd.DataFrame:
     return pd.DataFrame({"value": rows}).rename_axis("built with")
 
 
-def _pipeline_seconds(run: str) -> float | None:
-    record = paths.runs_dir() / run / "pipeline.json"
-    try:
-        return float(json.loads(record.read_text())["seconds_total"])
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
+def notebook_seconds(run: str) -> float | None:
+    """Seconds the run's notebooks took when last executed (from the run records' metadata,
+    which :mod:`cxrlib.pipeline` writes); None when no record is on this machine."""
+    seconds = []
+    for record in sorted((paths.runs_dir() / run).glob("*.ipynb")):
+        try:
+            meta = json.loads(record.read_text()).get("metadata", {}).get("cxrlib", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "seconds" in meta:
+            seconds.append(float(meta["seconds"]))
+    return sum(seconds) if seconds else None
 
 
 def run_times(results_root: Path | None = None) -> pd.DataFrame:
@@ -359,14 +365,15 @@ def run_times(results_root: Path | None = None) -> pd.DataFrame:
         env = run_environment(root / run)
         train = float(infos["train_seconds"].sum()) if "train_seconds" in infos else 0.0
         predict = float(infos["predict_seconds"].sum()) if "predict_seconds" in infos else 0.0
-        whole = _pipeline_seconds(run)
+        notebooks = notebook_seconds(run)
         rows.append({
             "run": run, "profile": profile.name, "data": profile.dataset,
             "folds finished": len(infos),
             "folds planned": profile.n_folds * len(profile.configs),
             "training (min)": round(train / 60, 1),
             "prediction (min)": round(predict / 60, 1),
-            "whole pipeline, last time (min)": "" if whole is None else round(whole / 60, 1),
+            "notebooks, as last executed (min)": "" if notebooks is None
+                                                 else round(notebooks / 60, 1),
             "device": " + ".join(env["devices"]) or "unknown",
             "backend": " + ".join(env["backends"]) or "unknown",
             "code commit": " + ".join(c[:12] for c in env["commits"]) or "unknown",

@@ -288,7 +288,13 @@ def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch)
                            {"train_seconds": 90, "predict_seconds": 30,
                             "environment": {"device": "CPU: test", "keras_backend": "jax",
                                             "git_commit": "0123456789abcdef"}})
+    records = tmp_path / "runs" / "tiny"
+    records.mkdir(parents=True)
+    for name, seconds in (("01_data_curation", 30), ("04_from_scratch", 90)):
+        (records / f"{name}.ipynb").write_text(json.dumps(
+            {"cells": [], "metadata": {"cxrlib": {"seconds": seconds}}}))
     times = book.run_times(root)
+    assert times.loc["notebooks, as last executed (min)", "tiny"] == 2.0
     assert times.loc["folds finished", "tiny"] == 2
     assert times.loc["training (min)", "tiny"] == 3.0
     assert times.loc["backend", "tiny"] == "jax" and times.loc["device", "tiny"] == "CPU: test"
