@@ -172,7 +172,8 @@ def not_reported() -> list[str]:
 # --- data ----------------------------------------------------------------------------------
 
 def curated_dir(run_path: Path) -> Path | None:
-    """The curated dataset the run was trained on, if it is on this machine."""
+    """The curated dataset the run was trained on if it is on this machine, else the copy of
+    its manifest and summary stored with the results (``<run>/curation/``, no images)."""
     profile = run_profile(run_path)
     if profile is None:
         return None
@@ -181,7 +182,10 @@ def curated_dir(run_path: Path) -> Path | None:
     except ImportError:  # curation not installed in this checkout
         return None
     folder = Path(curated_dir_for(profile))
-    return folder if (folder / "curation.json").is_file() else None
+    if (folder / "curation.json").is_file():
+        return folder
+    stored = Path(run_path) / results.CURATION_DIR
+    return stored if (stored / "curation.json").is_file() else None
 
 
 def paper_counts() -> pd.DataFrame:

@@ -30,6 +30,10 @@ from . import paths
 from .profiles import Profile
 
 FOLD_FILES = ("predictions.csv", "history.csv", "fold.json")
+#: Where a run keeps a copy of its curated dataset's manifest and summary (no images), so the
+#: book can describe the data of committed results on a machine without the data.
+CURATION_DIR = "curation"
+CURATION_FILES = ("manifest.csv", "curation.json")
 
 
 def run_dir(run: str, root: str | Path | None = None) -> Path:
@@ -101,6 +105,14 @@ def write_folds(run_path: Path, folds: pd.DataFrame) -> pd.DataFrame:
         return stored
     write_text_atomic(path, folds.to_csv(index=False))
     return folds
+
+
+def store_curation(run_path: Path, curated: Path) -> None:
+    """Copy the curated dataset's manifest and summary into the run (text only, no images)."""
+    for name in CURATION_FILES:
+        source = Path(curated) / name
+        if source.is_file():
+            write_text_atomic(Path(run_path) / CURATION_DIR / name, source.read_text())
 
 
 def read_folds(run_path: Path) -> pd.DataFrame:
