@@ -1,7 +1,7 @@
 """Cross-validation: every configuration of a profile, one (configuration, fold) at a time.
 
 The paper judges each configuration by 10-fold cross-validation (Apostolopoulos et al. 2020,
-section "Experiment setup"). Here:
+section 2.4, "Experiment Setup"). Here:
 
 1. **Folds** are stratified by class, over images (the paper) or over patients (stratified and
    grouped by ``patient_id``, so no patient is on both sides), deterministic from the profile's
@@ -10,8 +10,10 @@ section "Experiment setup"). Here:
    likewise grouped ``val_fraction`` of them): no choice ever looks at the test fold.
 3. **Training**: Adam (the profile's optimiser and learning rate per strategy), early stopping on
    the validation loss with the best epoch's weights restored, images in memory as uint8 and
-   augmented by layers of the model (see :mod:`cxrlib.model`). Every training batch is full (a
-   few training images repeat; see :func:`full_batches`), so the step compiles once per fold.
+   augmented by layers of the model (see :mod:`cxrlib.model`). Every batch has one shape
+   (training batches are full, :func:`full_batches`; validation and test predictions pad their
+   last batch, :func:`padded_predict`), so each fold compiles one training and one prediction
+   step, and with JAX's persistent compilation cache later folds reuse the first one's.
 4. **Results**: as soon as a fold ends, its out-of-fold predictions, history and a record of
    settings, timings and environment are written atomically (:mod:`cxrlib.results`). A rerun
    skips finished folds, so a killed run repeats none, and disjoint folds run on different
@@ -39,6 +41,10 @@ from .profiles import PROFILES, Profile, get_profile, parse_config
 Log = Callable[[str], None]
 # TensorFlow's C++ start-up notices would fill every log and notebook (errors still show).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX keeps compiled steps on disk: every fold builds the same model with the same layer names
+# (see run_fold), so the folds after the first skip compilation (minutes over a GPU run).
+# Read by JAX only, when it is imported (after this module).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(paths.runs_dir() / "jax-cache"))
 
 
 def log_line(message: str) -> None:
@@ -104,9 +110,34 @@ def full_batches(rows: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
 # One fold
 # ---------------------------------------------------------------------------------------------
 
-def inference_batch_size(n_images: int, largest: int = 512) -> int:
-    """One batch for validation or test sets up to ``largest`` images: one shape, one compile."""
-    return max(1, min(n_images, largest))
+def padded_predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities for ``x``, predicted in batches of one shape.
+
+    The last batch is padded with blank images (their outputs dropped): a batch of another size
+    would be another shape, compiled again, in every fold. Validation and test predictions
+    share the one compiled step, and with JAX's persistent cache so do the folds.
+    """
+    missing = -len(x) % batch_size
+    if missing:
+        x = np.concatenate([x, np.zeros((missing, *x.shape[1:]), x.dtype)])
+    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(probabilities, dtype="float32")[:len(x) - missing]
+
+
+def validation_scorer(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """A callback adding ``val_loss`` (cross-entropy) and ``val_accuracy`` to each epoch's logs,
+    from :func:`padded_predict` (early stopping and the history read them from there)."""
+    import keras
+
+    class ValidationScores(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            probabilities = padded_predict(self.model, x, batch_size)
+            # Keras' cross-entropy clips probabilities at 1e-7 the same way.
+            chosen = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+            logs["val_loss"] = float(-np.mean(np.log(chosen)))
+            logs["val_accuracy"] = float(np.mean(probabilities.argmax(1) == y))
+
+    return ValidationScores()
 
 
 def dtype_policy(profile: Profile) -> str:
@@ -210,14 +241,13 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
     log(f"{config} fold {fold + 1}/{profile.n_folds}: start (train {len(fit)}, "
         f"validation {len(val)}, test {int(test.sum())}; {policy})")
     start = time.perf_counter()
-    history = model.fit(x[fit_batches], y[fit_batches], validation_data=(x[val], y[val]),
-                        epochs=profile.epochs, batch_size=profile.batch_size, shuffle=True,
-                        validation_batch_size=inference_batch_size(len(val)),
-                        callbacks=[epoch_log, stopping], verbose=0)
+    history = model.fit(x[fit_batches], y[fit_batches], epochs=profile.epochs,
+                        batch_size=profile.batch_size, shuffle=True, verbose=0,
+                        callbacks=[validation_scorer(x[val], y[val], profile.batch_size),
+                                   epoch_log, stopping])
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    probabilities = model.predict(x[test], batch_size=inference_batch_size(int(test.sum())),
-                                  verbose=0)
+    probabilities = padded_predict(model, x[test], profile.batch_size)
     predict_seconds = time.perf_counter() - start
     keras.config.set_dtype_policy("float32")
     saved = save_weights_compact(model, weights_path(run_path.name, config, fold)) \

@@ -1,11 +1,11 @@
 """MobileNetV2 with the paper's head, for its three strategies.
 
-The paper (Apostolopoulos et al. 2020, section "Deep learning approach") uses MobileNetV2 three
-ways: as a fixed ImageNet feature extractor ("off the shelf"), with its top blocks re-trained
-("fine-tuning", 1 to 11 blocks), and trained from random weights ("from scratch"). On top sits
-the same small head each time: global average pooling, a dense layer of 2,500 units, batch
-normalisation, dropout of 0.5 and a softmax over the classes. The paper does not name the dense
-layer's activation; we use ReLU.
+The paper (Apostolopoulos et al. 2020, sections 2.2-2.4) uses MobileNetV2 three ways: as a
+fixed ImageNet feature extractor ("off the shelf"), with its top blocks re-trained
+("fine-tuning", 1 to 11 "convolutional blocks"), and trained from random weights ("from
+scratch"). On top sits the same small head each time: global average pooling, a dense layer of
+2,500 units, batch normalisation, dropout of 0.5 and a softmax over the classes. The paper does
+not name the dense layer's activation; we use ReLU.
 
 **What a "block" is.** Keras' MobileNetV2 is, bottom to top: the stem (``Conv1``, ``bn_Conv1``,
 ``Conv1_relu``); 17 inverted-residual blocks, the first one un-numbered (layers
@@ -17,6 +17,8 @@ frozen when fine-tuning). So ``fine_tune(1)`` re-trains the final 1x1 convolutio
 ``fine_tune(3)`` adds ``block_16`` and ``block_15``, and ``fine_tune(11)`` re-trains ``Conv_1``
 and ``block_16`` down to ``block_7``. Frozen BatchNormalization layers run in inference mode
 (Keras 3 semantics for ``trainable=False``), so their ImageNet statistics stay as they are.
+Trainable ones update their moving statistics with the profile's ``batchnorm_momentum`` (0.9;
+MobileNetV2's own 0.999 suits long ImageNet training, not a few hundred steps).
 
 **Inputs.** The model takes 8-bit grayscale images, shape ``(S, S, 1)``, values 0-255 (uint8
 arrays are cast inside the compiled step). Augmentation (rotation up to +/-10 degrees, shifts up

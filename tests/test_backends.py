@@ -55,7 +55,7 @@ def test_backend_trains_one_fold_through_the_command_line(backend, tiny_curated,
     output = run_python(["-m", "cxrlib", "run", "--profile", "tiny", "--configs",
                          "fine_tune_1", "--folds", "0", "--curated", str(tiny_curated),
                          "--results", str(tmp_path)], backend,
-                        KERAS_HOME=str(standin_keras_home))
+                        KERAS_HOME=str(standin_keras_home), CXRLIB_RUNS=str(tmp_path / "runs"))
     assert "fine_tune_1 fold 1/2: done" in output
     run_path = tmp_path / "tiny"
     info = json.loads((results.fold_dir(run_path, "fine_tune_1", 0) / "fold.json").read_text())
@@ -71,7 +71,7 @@ def test_same_weights_give_the_same_predictions_on_every_backend(tmp_path):
     for k, backend in enumerate(INSTALLED):
         outputs[backend] = tmp_path / f"{backend}.npy"
         run_python(["-c", PREDICT, str(weights), str(outputs[backend]),
-                    "save" if k == 0 else "load"], backend)
+                    "save" if k == 0 else "load"], backend, CXRLIB_RUNS=str(tmp_path / "runs"))
     reference = np.load(outputs[INSTALLED[0]])
     assert np.allclose(reference.sum(1), 1.0, atol=1e-5)
     for backend in INSTALLED[1:]:

@@ -158,7 +158,7 @@ def test_killed_run_resumes_without_losing_or_repeating_a_fold(tiny_curated, tmp
                "--configs", "off_the_shelf,fine_tune_1", "--curated", str(tiny_curated),
                "--results", str(results_root)]
     environment = dict(os.environ, KERAS_HOME=str(standin_keras_home), PYTHONUNBUFFERED="1",
-                       PYTHONPATH=str(REPO))
+                       PYTHONPATH=str(REPO), CXRLIB_RUNS=str(tmp_path / "runs"))
     first_log = tmp_path / "first.log"
     with open(first_log, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log,
@@ -246,6 +246,7 @@ def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_pat
     monkeypatch.setenv("KERAS_HOME", str(standin_keras_home))
     monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
     monkeypatch.setenv("CXRLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     notebook = execute_notebook(name, tmp_path, profile="tiny", **parameters)
     run_path = tmp_path / "results" / "tiny"
@@ -259,3 +260,27 @@ def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_pat
     text = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
     assert f"{config} fold {int(parameters['folds']) + 1}/2: done" in text
     assert "epoch 1/1" in text
+
+
+def test_padded_prediction_and_validation_scores_match_keras():
+    import keras
+
+    from cxrlib.model import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("from_scratch", 32, 3)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (11, 32, 32, 1)).astype("uint8")
+    y = np.arange(11) % 3
+    padded = cv.padded_predict(model, x, batch_size=4)
+    assert padded.shape == (11, 3)
+    np.testing.assert_allclose(padded, model.predict(x, batch_size=11, verbose=0), atol=1e-5)
+    logs: dict = {}
+    scorer = cv.validation_scorer(x, y, batch_size=4)
+    scorer.set_model(model)
+    scorer.on_epoch_end(0, logs)
+    loss, accuracy = model.evaluate(x, y, batch_size=11, verbose=0)
+    assert logs["val_loss"] == pytest.approx(loss, rel=1e-4)
+    assert logs["val_accuracy"] == pytest.approx(accuracy)

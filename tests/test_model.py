@@ -232,3 +232,12 @@ def test_bad_arguments_are_refused():
         M.build_model("from_scratch", 32, 7, weights="imagenet")
     with pytest.raises(ValueError, match="trainable_blocks"):
         M.build_model("fine_tune", 32, 7, trainable_blocks=19, weights=None)
+
+
+def test_batchnorm_momentum_is_set_on_every_batchnorm_layer():
+    def momenta(model):
+        return {layer.momentum for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta(M.build_model("from_scratch", 32, 3)) == {0.999, 0.99}  # Keras' own
+    assert momenta(M.build_model("from_scratch", 32, 3, batchnorm_momentum=0.9)) == {0.9}
