@@ -14,7 +14,11 @@ is ``pipeline >= 0.9 x bare``. Each figure is the best of ``--repeats`` timed fi
 ``--steps`` batches, after one untimed fit that compiles.
 
     python benchmarks/bench_pipeline.py [--backends tensorflow,jax] [--sizes 64,96,200]
-        [--steps 6] [--repeats 2] [--config from_scratch] [--batch-size 32]
+        [--steps 4] [--repeats 2] [--config from_scratch] [--batch-size 32]
+
+On a 2-core CPU TensorFlow takes about 2 minutes for all three sizes; JAX on a CPU is 15-100
+times slower per image (its CPU convolutions) and takes over 10 minutes: use
+``--backends tensorflow`` or ``--sizes 64,96`` for a quick look. GPU figures need a GPU run.
 """
 from __future__ import annotations
 
@@ -130,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(installed_backends()))
     parser.add_argument("--sizes", default="64,96,200")
-    parser.add_argument("--steps", type=int, default=6, help="batches per timed fit")
+    parser.add_argument("--steps", type=int, default=4, help="batches per timed fit")
     parser.add_argument("--repeats", type=int, default=2, help="timed fits; the best counts")
     parser.add_argument("--config", default="from_scratch")
     parser.add_argument("--batch-size", type=int, default=32)
