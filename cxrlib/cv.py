@@ -207,9 +207,9 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
     from .model import build_model, save_weights_compact
 
     strategy, trainable_blocks = parse_config(config)
-    classes = tuple(profile.classes)
+    classes = target_classes(profile, folds)
     label_index = {c: k for k, c in enumerate(classes)}
-    y = folds["label"].map(label_index).to_numpy(dtype="int32")
+    y = folds[profile.target].map(label_index).to_numpy(dtype="int32")
     x = images[..., None]  # (N, S, S, 1), still uint8: the model casts on the device
 
     test = (folds["fold"] == fold).to_numpy()
@@ -260,7 +260,10 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
                                    "seconds"]]
     epochs_run = len(history_table)
     best_epoch = int(history_table["val_loss"].idxmin()) + 1
-    predictions = predictions_table(folds.iloc[np.flatnonzero(test)], fold, probabilities,
+    # The prediction table's "label" is what the network predicts (the source, for a probe).
+    predictions = predictions_table(folds.iloc[np.flatnonzero(test)].assign(
+                                        label=folds[profile.target].to_numpy()[test]),
+                                    fold, probabilities,
                                     classes)
     # Epochs after the first show the steady speed (the first one includes compilation).
     steady = epoch_log.seconds[1:] or epoch_log.seconds
@@ -298,12 +301,38 @@ def load_dataset(profile: Profile, data_dir=None, curated=None) -> tuple[pd.Data
         from .curate import ensure_curated
 
         curated = ensure_curated(profile, data_dir=data_dir)
-    manifest, images = dataset.load_curated(curated, classes=profile.classes)
+    manifest, images = dataset.load_curated(curated, classes=manifest_labels(profile))
+    manifest = as_normal(manifest, profile.normal_label)
     if images.shape[1:] != (profile.image_size, profile.image_size):
         raise ValueError(f"{curated} holds {images.shape[1]} px images but profile "
                          f"{profile.name!r} wants {profile.image_size} px: curate it again "
                          f"for this profile or point to the right folder")
+    if profile.input_mask != "none":
+        from .regions import apply_input_mask
+
+        images = apply_input_mask(images, profile.input_mask)
     return manifest, images
+
+
+def manifest_labels(profile: Profile) -> tuple[str, ...]:
+    """The manifest labels a profile trains on: its classes, Normal taken from ``normal_label``."""
+    return tuple(profile.normal_label if c == "Normal" else c for c in profile.classes)
+
+
+def as_normal(manifest: pd.DataFrame, normal_label: str) -> pd.DataFrame:
+    """``manifest`` with the rows of ``normal_label`` labelled Normal (the age and source swap;
+    their ``finding`` column still says what they are)."""
+    if normal_label == "Normal":
+        return manifest
+    return manifest.assign(label=manifest["label"].replace({normal_label: "Normal"}))
+
+
+def target_classes(profile: Profile, folds: pd.DataFrame) -> tuple[str, ...]:
+    """What the network predicts: the profile's classes, or for ``target="source"`` the
+    collections of the images, sorted."""
+    if profile.target == "source":
+        return tuple(sorted(folds["source"].unique()))
+    return tuple(profile.classes)
 
 
 def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,

@@ -45,6 +45,10 @@ STRATEGY_NOTEBOOKS = {
     "from_scratch": "04_from_scratch",
 }
 RESULTS_NOTEBOOK = "05_results"
+#: The audit chapter's notebooks (cxrlib.audit), after the results. They retrain and explain the
+#: audit's configuration, so they run when this invocation trains it.
+AUDIT_NOTEBOOKS = ("06_audit_1_retraining", "06_audit_2_image_statistics",
+                   "06_audit_3_saliency_external", "06_audit_4_verdict")
 #: The environment variable the book's chapters read to know which run to show.
 BOOK_RUN_ENV = "CXRLIB_BOOK_RUN"
 #: Where the last successful build's input fingerprint is kept, inside ``_build/``.
@@ -96,6 +100,20 @@ def plan_notebooks(profile: Profile, run: str, data: str = "", folds: str = "",
                 steps.append(NotebookStep(notebook, record, params, config))
     steps.append(NotebookStep(RESULTS_NOTEBOOK, f"{RESULTS_NOTEBOOK}.ipynb", dict(common)))
     return steps
+
+
+def plan_audit(profile: Profile, run: str, data: str = "", training: bool = True,
+               configs=None) -> list[NotebookStep]:
+    """The audit notebooks, when this invocation trains the audit's configuration (the
+    audit compares with it and retrains it); none otherwise."""
+    from .profiles import audit_settings
+
+    config = audit_settings(profile).config
+    chosen = profile.configs if configs is None else [c for c in profile.configs if c in configs]
+    if not training or config not in chosen:
+        return []
+    common = {"profile": profile.name, "run": run, "data": data}
+    return [NotebookStep(name, f"{name}.ipynb", dict(common)) for name in AUDIT_NOTEBOOKS]
 
 
 # --- fingerprints --------------------------------------------------------------------------
@@ -157,6 +175,11 @@ def book_inputs_fingerprint(book_run: str, results_root: Path | None = None) -> 
     return h.hexdigest()
 
 
+def run_results(run_path: Path) -> list[Path]:
+    """A run's stored results without the audit's summaries (``audit/``, written later)."""
+    return [p for p in _visible_files(run_path) if p.relative_to(run_path).parts[0] != "audit"]
+
+
 def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run: str) -> str:
     """What a notebook's record depends on; an equal key means its record is up to date."""
     h = hashlib.sha256()
@@ -168,7 +191,12 @@ def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run
     if step.config is not None:
         _hash_files(h, _visible_files(run_path / step.config), run_path)
     elif step.notebook == RESULTS_NOTEBOOK:
-        _hash_files(h, _visible_files(run_path), run_path)
+        _hash_files(h, run_results(run_path), run_path)
+    elif step.notebook in AUDIT_NOTEBOOKS:
+        # The main run and the audit's retrainings (<run>-<variant>); not the audit's own
+        # summaries, which its notebooks write one after another.
+        for folder in [run_path] + sorted(run_path.parent.glob(f"{run}-*")):
+            _hash_files(h, run_results(folder), run_path.parent)
     elif step.notebook == CURATION_NOTEBOOK:
         # The curated set it reports on: a deleted or re-made one makes the record stale.
         summary = curated_summary_file(get_profile(step.parameters["profile"]))
@@ -273,7 +301,8 @@ def run_notebooks(profile: Profile, run: str, data: str, folds: str, training: b
     """Execute the planned notebooks, skipping those whose record is up to date."""
     records = paths.runs_dir() / run
     timings = {}
-    for step in plan_notebooks(profile, run, data, folds, training, configs):
+    for step in (plan_notebooks(profile, run, data, folds, training, configs)
+                 + plan_audit(profile, run, data, training, configs)):
         source = root / "notebooks" / f"{step.notebook}.py"
         if not source.is_file():
             read_text_notebook(source)  # raises the clear error

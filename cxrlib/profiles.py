@@ -87,6 +87,16 @@ class Profile:
     shift_pixels_at_200: float = 20.0
     mixed_precision: bool = False
     seed: int = 2020
+    # --- settings of the audit's retrainings (cxrlib.audit); the defaults are the paper's run.
+    #: What the network learns to predict: ``"label"`` (the disease class) or ``"source"`` (the
+    #: collection each image comes from: the audit's source probe).
+    target: str = "label"
+    #: What the network sees (:mod:`cxrlib.regions`): ``"none"``, ``"border_only"`` (lung
+    #: fields blacked out) or ``"lung_only"`` (the lung fields cut out, the rest black).
+    input_mask: str = "none"
+    #: The manifest label whose images form the Normal class: ``"Normal"`` (the paper's
+    #: children) or ``"No Finding"`` (adult NIH images: the audit's age and source swap).
+    normal_label: str = "Normal"
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)
@@ -96,6 +106,11 @@ class Profile:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        # Audit settings at their defaults are left out, so runs stored before they existed
+        # still match their profile.json (and resume).
+        for name in AUDIT_FIELDS:
+            if d[name] == _FIELD_DEFAULTS[name]:
+                del d[name]
         d["classes"] = list(self.classes)
         d["configs"] = list(self.configs)
         return d
@@ -116,6 +131,11 @@ class Profile:
         return cls(**d)
 
 
+#: Profile fields that only the audit's retrainings change (see :meth:`Profile.to_dict`).
+AUDIT_FIELDS: tuple[str, ...] = ("target", "input_mask", "normal_label")
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile)}
+
+
 def _validate(p: Profile) -> Profile:
     unknown = [c for c in p.classes if c not in CLASSES]
     if unknown:
@@ -128,6 +148,13 @@ def _validate(p: Profile) -> Profile:
         raise ValueError(f"profile {p.name!r}: dataset must be 'synthetic' or 'real'")
     if p.multilabel not in ("exclude", "first"):
         raise ValueError(f"profile {p.name!r}: multilabel must be 'exclude' or 'first'")
+    if p.target not in ("label", "source"):
+        raise ValueError(f"profile {p.name!r}: target must be 'label' or 'source'")
+    if p.input_mask not in ("none", "border_only", "lung_only"):
+        raise ValueError(f"profile {p.name!r}: input_mask must be 'none', 'border_only' or "
+                         f"'lung_only'")
+    if p.normal_label not in ("Normal", "No Finding"):
+        raise ValueError(f"profile {p.name!r}: normal_label must be 'Normal' or 'No Finding'")
     if p.image_size < 32:
         raise ValueError(f"profile {p.name!r}: MobileNetV2 needs images of at least 32 px")
     return p
@@ -173,3 +200,41 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; profiles are: {', '.join(PROFILES)}")
     return _validate(PROFILES[name].replace(**overrides)) if overrides else PROFILES[name]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """How big the audit chapter's experiments are for a profile (:mod:`cxrlib.audit`).
+
+    Kept apart from :class:`Profile` because they change no stored result of the main run: the
+    audit's retrainings are runs of their own (``<run>-patient``, ...), each with its profile.
+    """
+
+    #: The configuration every audit retraining uses and compares with (the paper reads its
+    #: possible biomarkers from the network trained from scratch).
+    config: str = "from_scratch"
+    #: Test folds the retrainings cross-validate (None: all); comparisons use the same folds of
+    #: the main run.
+    test_folds: tuple[int, ...] | None = None
+    #: Test images per class whose Grad-CAM maps are summarised, and images for the
+    #: randomisation check.
+    saliency_per_class: int = 12
+    randomisation_images: int = 16
+    #: Synthetic "external" images per class (real data: whatever the bundle has unused).
+    external_per_class: int = 40
+
+
+#: Audit sizes per profile name; profiles not listed get the full audit (every fold).
+AUDIT_SETTINGS: dict[str, AuditSettings] = {
+    "tiny": AuditSettings(test_folds=(0,), saliency_per_class=2, randomisation_images=3,
+                          external_per_class=4),
+    # The default run must stay within 15 minutes on two cores with the audit: its five
+    # retrainings cross-validate one of the three test folds.
+    "default": AuditSettings(test_folds=(0,), saliency_per_class=8, randomisation_images=12,
+                             external_per_class=30),
+}
+
+
+def audit_settings(profile: Profile | str) -> AuditSettings:
+    name = profile if isinstance(profile, str) else profile.name
+    return AUDIT_SETTINGS.get(name, AuditSettings())

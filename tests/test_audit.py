@@ -1,0 +1,406 @@
+"""The audit chapter's experiments: regions, the retraining settings, scoring, the verdict, and
+the four audit notebooks run for real on the tiny profile (real training, tiny)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_curated
+
+from cxrlib import audit, cv, dataset, metrics, pipeline, regions, results
+from cxrlib.paper import CLASSES
+from cxrlib.profiles import Profile, get_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# Regions
+
+
+def letterboxed(width: int, height: int, size: int = 64, level: int = 140) -> np.ndarray:
+    """A uniform content rectangle centred on black padding, like a curated image."""
+    image = np.zeros((size, size), np.uint8)
+    top, left = (size - height) // 2, (size - width) // 2
+    image[top:top + height, left:left + width] = level
+    return image
+
+
+def test_lung_fields_sit_inside_the_content_whatever_the_padding():
+    wide = letterboxed(64, 40)
+    assert regions.content_box(wide) == (12, 52, 0, 64)
+    lungs = regions.lung_fields(wide)
+    rows, cols = np.nonzero(lungs)
+    assert rows.min() >= 12 and rows.max() < 52, "not on the padding"
+    assert lungs[:, :32].sum() == pytest.approx(lungs[:, 32:].sum(), rel=0.1), "two lungs"
+    assert not lungs[:, 30:34].any(), "the mediastinum is not lung"
+    region = regions.region_map(wide)
+    assert set(np.unique(region)) == {regions.PADDING, regions.BORDER, regions.LUNGS,
+                                      regions.OTHER}
+    assert (region[:12] == regions.PADDING).all() and (region[lungs] == regions.LUNGS).all()
+
+
+def test_border_only_blacks_out_exactly_the_lung_fields():
+    image = letterboxed(56, 64)
+    masked = regions.border_only(image)
+    lungs = regions.lung_fields(image)
+    assert (masked[lungs] == 0).all() and (masked[~lungs] == image[~lungs]).all()
+
+
+def test_lung_only_puts_the_lungs_on_the_same_pixels_whatever_the_frame():
+    """The frame's aspect ratio, a shortcut, must not survive in the lung-only input."""
+    square, wide = letterboxed(64, 64), letterboxed(64, 40)
+    wide[12:16, 0:6] = 255  # a marker in the corner: outside the lungs, so it must vanish
+    a, b = regions.lung_only(square), regions.lung_only(wide)
+    assert ((a > 0) == (b > 0)).all()
+    assert 0.3 < (a > 0).mean() < 0.8 and a.max() == 140 and b.max() == 140
+    stack = regions.apply_input_mask(np.stack([square, wide]), "lung_only")
+    assert (stack[1] == b).all()
+    with pytest.raises(ValueError, match="input_mask must be one of"):
+        regions.apply_input_mask(stack, "lungs")
+
+
+# --------------------------------------------------------------------------------------------
+# Profile settings and how cross-validation applies them
+
+
+def test_audit_settings_stay_out_of_profile_json_at_their_defaults():
+    default = get_profile("default")
+    assert not {"target", "input_mask", "normal_label"} & set(default.to_dict())
+    assert Profile.from_dict(default.to_dict()) == default
+    probe = default.replace(target="source")
+    assert probe.to_dict()["target"] == "source"
+    assert Profile.from_dict(json.loads(probe.to_json())) == probe
+    for field, value in (("target", "sex"), ("input_mask", "lungs"),
+                         ("normal_label", "Healthy")):
+        with pytest.raises(ValueError, match=field):
+            get_profile("default", **{field: value})
+
+
+def test_loading_applies_the_normal_swap_the_mask_and_the_target(tmp_path):
+    curated = write_curated(tmp_path / "c", size=32, per_class=3,
+                            classes=CLASSES + ("No Finding",))
+    profile = get_profile("tiny", normal_label="No Finding", input_mask="border_only")
+    manifest, images = cv.load_dataset(profile, curated=curated)
+    normal = manifest["label"] == "Normal"
+    assert normal.sum() == 3 and (manifest.loc[normal, "finding"] == "No Finding").all()
+    _, raw = dataset.load_curated(curated, classes=cv.manifest_labels(profile))
+    assert (images == np.stack([regions.border_only(i) for i in raw])).all()
+    folds = manifest.assign(source=np.where(normal, "nih", "cohen"), fold=0)
+    assert cv.target_classes(profile.replace(target="source"), folds) == ("cohen", "nih")
+    assert cv.target_classes(profile, folds) == profile.classes
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring on constructed predictions
+
+
+def prediction_table(labels, predicted, patients=None, folds=None, sources=None,
+                     classes=("COVID-19", "Pneumonia", "Normal")) -> pd.DataFrame:
+    n = len(labels)
+    table = pd.DataFrame({
+        "image_id": [f"img-{i:03d}" for i in range(n)],
+        "fold": folds if folds is not None else [i % 2 for i in range(n)],
+        "label": labels, "patient_id": patients if patients is not None else
+        [f"p{i}" for i in range(n)], "source": sources if sources is not None else "s"})
+    for c in classes:
+        table[f"p_{c}"] = [0.9 if p == c else 0.05 for p in predicted]
+    return table
+
+
+def test_paired_and_unpaired_differences():
+    labels = ["COVID-19", "Normal"] * 20
+    right = prediction_table(labels, labels)
+    half = prediction_table(labels, labels[:20] + ["Pneumonia"] * 20)
+    same = audit.bootstrap_difference(right, right.sample(frac=1, random_state=1), "accuracy",
+                                      n_boot=200)
+    assert same["paired"] and same["difference"] == 0 and same["diff_low"] == same["diff_high"] == 0
+    gap = audit.bootstrap_difference(right, half, "accuracy", n_boot=500)
+    assert gap["paired"] and gap["difference"] == pytest.approx(0.5)
+    assert 0.3 < gap["diff_low"] < 0.5 < gap["diff_high"] < 0.7
+    other = audit.bootstrap_difference(right, half.assign(image_id=half["image_id"] + "x"),
+                                       "accuracy", n_boot=500)
+    assert not other["paired"] and other["difference"] == pytest.approx(0.5)
+
+
+def test_patient_leakage_counts_test_images_whose_patient_trained():
+    folds = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "c", "d"],
+                          "fold": [0, 1, 0, 0, 0, 1]})
+    # fold 0 tests a, b, c, c: only a is also in fold 1; fold 1 tests a, d: a is in fold 0.
+    assert audit.patient_leakage(folds, [0]) == pytest.approx(1 / 4)
+    assert audit.patient_leakage(folds) == pytest.approx(2 / 6)
+
+
+def test_accuracy_within_a_collection_uses_only_its_classes():
+    labels = ["Pneumonia", "Normal", "Pneumonia", "Normal", "COVID-19", "COVID-19"]
+    # The network answers COVID-19 for a Normal image of Kermany: within Kermany the next most
+    # probable of Pneumonia/Normal counts (0.05 each: the first of them, Pneumonia).
+    predicted = ["Pneumonia", "COVID-19", "Pneumonia", "Normal", "COVID-19", "COVID-19"]
+    sources = ["kermany"] * 4 + ["cohen"] * 2
+    table = audit.within_collection(prediction_table(labels, predicted, sources=sources),
+                                    n_boot=200)
+    assert table["collection"].tolist() == ["kermany"], "cohen holds one class only"
+    row = table.iloc[0]
+    assert row["classes"] == "Pneumonia vs Normal" and row["n"] == 4
+    assert row["accuracy"] == pytest.approx(3 / 4) and row["majority"] == pytest.approx(0.5)
+    assert row["accuracy_all_classes"] == pytest.approx(3 / 4)
+    merged = prediction_table(["Effusion", "Normal"] * 3, ["Effusion", "Normal"] * 3,
+                              sources=["nih", "nih_rxtorax"] * 3,
+                              classes=("Effusion", "Normal"))
+    assert audit.within_collection(merged, n_boot=50)["collection"].tolist() == ["nih"]
+
+
+def write_run(root: Path, name: str, pred: pd.DataFrame, profile: Profile) -> Path:
+    run_path = results.run_dir(name, root)
+    results.ensure_profile(run_path, profile)
+    for fold, part in pred.groupby("fold"):
+        results.write_fold(run_path, "from_scratch", int(fold), part,
+                           pd.DataFrame({"epoch": [1]}), {"fold": int(fold)})
+    return run_path
+
+
+def test_masked_inputs_report_the_share_of_accuracy_kept(tmp_path):
+    labels = (["COVID-19"] * 10 + ["Pneumonia"] * 10 + ["Normal"] * 20)
+    profile = get_profile("tiny", classes=("COVID-19", "Pneumonia", "Normal"))
+    full = write_run(tmp_path, "r", prediction_table(labels, labels), profile)
+    # Without the lungs: every image answered Normal (chance, the largest class); lungs only:
+    # Pneumonia also answered Normal (0.75 accuracy).
+    border = write_run(tmp_path, "r-border-only",
+                       prediction_table(labels, ["Normal"] * 40), profile)
+    lungs = write_run(tmp_path, "r-lung-only", prediction_table(
+        labels, labels[:10] + ["Normal"] * 30), profile)
+    table = audit.masked_inputs(full, border, lungs, "from_scratch", n_boot=100)
+    accuracy = table[table["metric"] == "accuracy"].set_index("input")
+    assert accuracy["chance"].tolist() == [0.5] * 3
+    assert accuracy["retained"].tolist() == pytest.approx([1.0, 0.0, 0.5])
+    assert audit.variant_path(full, "border-only") == border
+
+
+def test_the_majority_rule_scores_the_largest_class():
+    labels = ["COVID-19"] * 2 + ["Pneumonia"] * 3 + ["Normal"] * 5
+    rule = audit.majority_rule(prediction_table(labels, labels))
+    figures = metrics.pooled_metrics(rule)
+    assert figures["accuracy"] == pytest.approx(0.5)
+    assert figures["acc_2class"] == pytest.approx(0.8), "the never-COVID-19 rule"
+    assert figures["sensitivity"] == 0 and figures["specificity"] == 1
+
+
+def test_trivial_statistics_find_a_frame_shortcut_and_nothing_in_noise():
+    rng = np.random.default_rng(0)
+    classes = ("COVID-19", "Pneumonia", "Normal")
+    labels = np.repeat(classes, 30)
+    # Each class has its own frame (aspect ratio), nothing else differs.
+    widths = {"COVID-19": 64, "Pneumonia": 48, "Normal": 36}
+    images = np.stack([letterboxed(widths[c], 64, level=int(rng.integers(90, 200)))
+                       for c in labels])
+    manifest = pd.DataFrame({"image_id": [f"i{k}" for k in range(90)], "label": labels,
+                             "patient_id": [f"p{k}" for k in range(90)], "source": "s",
+                             "orig_width": 512, "orig_height": 512})
+    folds = manifest[["image_id"]].assign(fold=np.arange(90) % 3)
+    scores, pred = audit.image_statistics(manifest, images, folds, classes, n_boot=100)
+    accuracy = scores[scores["metric"] == "accuracy"].set_index(["model", "features"])["value"]
+    assert accuracy["logistic regression", "all"] > 0.95
+    assert accuracy["gradient boosting", "padding and aspect"] > 0.95
+    assert accuracy["gradient boosting", "original size"] < 0.5, "all files are 512 px"
+    assert set(pred["model"]) == {"logistic regression", "gradient boosting"}
+    assert len(pred) == 180 and set(pred["fold"]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="without a fold"):
+        audit.image_statistics(manifest, images, folds.iloc[1:], classes)
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict
+
+
+def figure(value, low=None, high=None):
+    return audit.Figure(value, value if low is None else low, value if high is None else high)
+
+
+def shortcut_evidence(**changes) -> dict:
+    """Evidence of a network that reads the collection (every shortcut test fires)."""
+    evidence = {
+        "classes": CLASSES, "accuracy": figure(0.85, 0.80, 0.90),
+        "acc_2class": figure(0.99, 0.985, 0.995), "paper_acc_2class": 0.9918,
+        "paper_accuracy": 0.8766, "chance": figure(0.34),
+        "strategy_differences": {"off_the_shelf": figure(0.10, 0.05, 0.15)},
+        "patient_gap": figure(0.08, 0.03, 0.13), "border_retained": 0.9,
+        "lung_retained": 0.4, "statistics_accuracy": figure(0.80, 0.75, 0.85),
+        "source_probe": figure(0.97, 0.95, 0.99),
+        "within_collection": [("kermany (main)", figure(0.55, 0.48, 0.62), 0.6)],
+        "lung_enrichment": 0.7, "randomised_spearman": 0.1,
+        "age_swap_fall": figure(0.2, 0.1, 0.3), "age_swap_normal_fall": figure(0.6, 0.5, 0.7),
+        "external_gap": figure(0.3, 0.2, 0.4), "external_kind": "another collection",
+    }
+    evidence.update(changes)
+    return evidence
+
+
+def verdicts(evidence) -> list[str]:
+    return audit.verdict_table(evidence)["verdict"].tolist()
+
+
+def test_verdicts_on_evidence_of_a_shortcut():
+    # The figures are reproduced, and every shortcut test fires.
+    assert verdicts(shortcut_evidence()) == [
+        "supported", "supported", "supported", "not supported", "not supported",
+        "not supported"]
+    assert verdicts(shortcut_evidence(accuracy=figure(0.5, 0.45, 0.55)))[1] == "not supported"
+    fired = [name for name, fires, _ in audit.shortcut_tests(shortcut_evidence()) if fires]
+    assert len(fired) == 5
+
+
+def test_verdicts_on_evidence_of_disease_features():
+    clean = shortcut_evidence(
+        accuracy=figure(0.88, 0.85, 0.91), patient_gap=figure(0.01, -0.02, 0.04),
+        border_retained=0.1, statistics_accuracy=figure(0.40), source_probe=figure(0.6),
+        lung_enrichment=1.6, age_swap_fall=figure(0.0, -0.03, 0.03),
+        age_swap_normal_fall=figure(0.01, -0.04, 0.06), external_gap=figure(0.02, -0.01, 0.04))
+    assert verdicts(clean) == ["supported", "supported", "supported", "supported", "supported",
+                               "supported"]
+    # Saliency off the lungs counts only when the maps pass the randomisation check.
+    careless = dict(clean, lung_enrichment=0.5, randomised_spearman=0.9)
+    assert verdicts(careless)[4] == "supported"
+    assert verdicts(dict(careless, randomised_spearman=0.2))[4] == "not supported"
+
+
+def test_missing_or_incomparable_evidence_cannot_tell():
+    empty = {"classes": ("COVID-19", "Normal")}
+    assert set(verdicts(empty)) == {"cannot tell"}
+    four_classes = shortcut_evidence(classes=("COVID-19", "Effusion", "Pneumonia", "Normal"))
+    assert verdicts(four_classes)[1] == "cannot tell", "not the paper's seven-class task"
+    partial = shortcut_evidence(border_retained=0.1, statistics_accuracy=figure(0.3),
+                                source_probe=None, lung_enrichment=None, age_swap_fall=None,
+                                age_swap_normal_fall=None)
+    assert verdicts(partial)[4] == "cannot tell"
+    unclear = shortcut_evidence(strategy_differences={"off_the_shelf": figure(0.01, -0.02, 0.04)})
+    assert verdicts(unclear)[2] == "cannot tell"
+    worse = shortcut_evidence(strategy_differences={"off_the_shelf": figure(-0.1, -0.2, -0.05)})
+    assert verdicts(worse)[2] == "not supported"
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline's audit steps
+
+
+def test_the_audit_runs_when_the_pipeline_trains_from_scratch():
+    profile = get_profile("default")
+    steps = pipeline.plan_audit(profile, "default", data="/d")
+    assert [s.notebook for s in steps] == list(pipeline.AUDIT_NOTEBOOKS)
+    assert all(s.parameters == {"profile": "default", "run": "default", "data": "/d"}
+               for s in steps)
+    assert pipeline.plan_audit(profile, "default", training=False) == []
+    assert pipeline.plan_audit(profile, "default", configs=["fine_tune_3"]) == []
+
+
+def test_audit_records_ignore_their_own_summaries_but_not_the_retrainings(tmp_path):
+    step = pipeline.plan_audit(get_profile("tiny"), "r")[0]
+    labels = ["COVID-19", "Normal"] * 4
+    write_run(tmp_path, "r", prediction_table(labels, labels), get_profile("tiny"))
+    key = pipeline.notebook_key(step, "text", tmp_path, "r")
+    audit.write_table(tmp_path / "r", "verdict", pd.DataFrame({"claim": ["x"]}))
+    assert pipeline.notebook_key(step, "text", tmp_path, "r") == key
+    results_step = pipeline.plan_notebooks(get_profile("tiny"), "r")[-1]
+    assert results_step.notebook == pipeline.RESULTS_NOTEBOOK
+    write_run(tmp_path, "r-patient", prediction_table(labels, labels), get_profile("tiny"))
+    assert pipeline.notebook_key(step, "text", tmp_path, "r") != key
+
+
+# --------------------------------------------------------------------------------------------
+# Real training: the four audit notebooks on the tiny profile
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    """The audit notebooks executed with papermill on the tiny profile, from nothing."""
+    work = tmp_path_factory.mktemp("audit")
+    patch = pytest.MonkeyPatch()
+    for name, folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
+                         ("CXRLIB_CURATED", "curated")):
+        patch.setenv(name, str(work / folder))
+    patch.setenv("PYTHONPATH", str(REPO))
+    patch.delenv("CXRLIB_SHOW_REAL_IMAGES", raising=False)
+    records = work / "runs" / "tiny"
+    try:
+        for step in pipeline.plan_audit(get_profile("tiny"), "tiny"):
+            pipeline.execute_step(step, REPO, records, key_after=lambda: "test",
+                                  log=lambda m: None)
+        yield work / "results" / "tiny"
+    finally:
+        patch.undo()
+
+
+def test_the_retrainings_are_runs_with_their_own_settings(audited):
+    for variant, changes in audit.VARIANTS.items():
+        path = audit.variant_path(audited, variant)
+        profile = results.read_profile(path)
+        assert profile.configs == ("from_scratch",)
+        assert all(getattr(profile, k) == v for k, v in changes.items()), variant
+        assert results.done_folds(path, "from_scratch") == [0], variant
+    probe = results.read_predictions(audit.variant_path(audited, "source-probe"), "from_scratch")
+    sources = ("synthetic-hospital", "synthetic-paediatric", "synthetic-web")
+    assert metrics.classes_of(probe) == sources and set(probe["label"]) <= set(sources)
+    swap = results.read_folds(audit.variant_path(audited, "adult-normal"))
+    main = results.read_folds(audited)
+    normal_ids = set(swap.loc[swap["label"] == "Normal", "image_id"])
+    assert normal_ids and not normal_ids & set(main["image_id"]), "other images are Normal"
+    grouped = results.read_folds(audit.variant_path(audited, "patient"))
+    assert (grouped.groupby("patient_id")["fold"].nunique() == 1).all()
+
+
+def test_every_experiment_stores_its_table(audited):
+    for experiment, (name, _) in audit.EXPERIMENT_TABLES.items():
+        stored = audit.read_table(audited, name)
+        assert stored is not None and not stored.empty, experiment
+    assert set(audit.status_table(audited)["stored"]) == {"yes"}
+    verdict = audit.read_table(audited, "verdict")
+    assert len(verdict) == 6 and set(verdict["verdict"]) <= {"supported", "not supported",
+                                                             "cannot tell"}
+    numbers = audit.prose_numbers(audited)
+    assert numbers["audit_probe_text"] != audit.NOT_RUN
+    assert numbers["audit_external_kind"].startswith("another collection")
+
+
+def test_saliency_and_randomisation_tables(audited):
+    explained = audit.explained_fold(audited, "from_scratch")
+    assert explained == (audit.variant_path(audited, "patient"), 0)
+    maps = audit.read_table(audited, "saliency_maps")
+    h, w = int(maps["height"].iloc[0]), int(maps["width"].iloc[0])
+    cells = audit.stored_maps(maps)
+    assert cells.shape == (len(maps), h, w) and cells.max() <= 1 and cells.min() >= 0
+    shares = audit.read_table(audited, "saliency").filter(like="share_").sum(axis=1)
+    np.testing.assert_allclose(shares[np.isfinite(shares)], 1.0, atol=1e-6)
+    check = audit.read_table(audited, "randomisation")
+    assert check["step"].iloc[-1] == "everything"
+    assert set(check["image_id"]) <= set(maps["image_id"])
+
+
+def test_external_evaluation_either_way(audited, tmp_path):
+    """Trained on the collection-styled images and tested on the external collection (the
+    notebook), and the other way round: trained on the external style, tested on the other."""
+    external = audit.read_table(audited, "external")
+    record = audit.read_record(audited, "external")
+    assert external.set_index("metric").loc["accuracy", "n_external"] == record["images"] > 0
+    predictions = audit.read_table(audited, "external_predictions")
+    assert len(predictions) == record["images"]
+    assert set(predictions["source"]) == {"synthetic-external"}
+
+    profile = results.read_profile(audited)
+    from cxrlib.curate import curated_dir_for
+
+    styled = curated_dir_for(profile.replace(synthetic_per_class=4), "external")
+    run_path = cv.run_profile(profile.replace(configs=("from_scratch",)), folds=[0],
+                              run="trained-on-external", curated=styled,
+                              save_weights_folds=(0,), log=lambda m: None)
+    manifest, images = dataset.load_curated(curated_dir_for(profile), classes=profile.classes)
+    table, pred = audit.external_evaluation(run_path, "from_scratch", 0, manifest, images,
+                                            n_boot=100)
+    assert len(pred) == len(manifest) and set(pred["source"]) != {"synthetic-external"}
+    accuracy = table.set_index("metric").loc["accuracy"]
+    assert not accuracy["paired"] and math.isclose(
+        accuracy["difference"], accuracy["internal"] - accuracy["external"])
+    assert os.path.isfile(audit.explained_fold(run_path, "from_scratch")[0] / "profile.json")
