@@ -14,6 +14,7 @@ COMMANDS = {
     "download": ("cxrlib.download", "download the public sources, or say what to get by hand"),
     "run": ("cxrlib.cv", "cross-validate configurations of a profile (resumable, per fold)"),
     "book": ("cxrlib.pipeline", "run the whole paper for a profile and build the book"),
+    "cluster": ("cxrlib.cluster", "cross-validate on a Dask cluster (local, a scheduler, SLURM)"),
 }
 
 

@@ -337,13 +337,17 @@ def target_classes(profile: Profile, folds: pd.DataFrame) -> tuple[str, ...]:
 
 def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,
                 data_dir=None, results_root=None, curated=None, weights="imagenet",
-                log: Log = log_line, save_weights_folds=()) -> Path:
+                log: Log = log_line, save_weights_folds=(), executor: str = "local") -> Path:
     """Cross-validate ``configs`` (default: the profile's) on ``folds`` (default: all).
 
     Finished folds are skipped. ``curated`` points to an already curated dataset (otherwise
     the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). The trained
     weights of the folds in ``save_weights_folds`` are kept for explanation. Returns the run's
     results folder.
+
+    ``executor``: ``"local"`` trains here, one fold after another; ``"dask"`` (``"dask:N"``:
+    N workers), a Dask scheduler's address or ``"slurm:<config file>"`` hands every unfinished
+    (configuration, fold) to a Dask cluster (:mod:`cxrlib.cluster`), with the same results.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     configs = list(profile.configs if configs is None else configs)
@@ -354,6 +358,13 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
     if bad:
         raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
                          f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    if executor != "local":
+        # Imported here: the cluster runner sits above this module (it calls run_fold).
+        from .cluster import run_with_executor
+
+        return run_with_executor(executor, profile, configs=configs, folds=folds, run=run,
+                                 data_dir=data_dir, results_root=results_root, curated=curated,
+                                 weights=weights, log=log, save_weights_folds=save_weights_folds)
     run_path = results.run_dir(run or profile.name, results_root)
     results.ensure_profile(run_path, profile)
 
@@ -432,6 +443,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs/<run>/weights/, for Grad-CAM")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a profile setting, e.g. --set epochs=3 (repeatable)")
+    parser.add_argument("--executor", default="local",
+                        help="where the folds train: local (here, one after another; default), "
+                             "dask or dask:N (a local Dask cluster of N workers), a Dask "
+                             "scheduler address, or slurm:<config.yaml> (cxrlib.cluster)")
 
 
 def split_list(text: str) -> list[str] | None:
@@ -461,6 +476,7 @@ def main(args: argparse.Namespace) -> int:
                            folds=split_folds(args.folds), run=run,
                            data_dir=args.data, results_root=args.results,
                            curated=args.curated, weights=args.weights,
-                           save_weights_folds=split_folds(args.save_weights_folds) or ())
+                           save_weights_folds=split_folds(args.save_weights_folds) or (),
+                           executor=args.executor)
     log_line(f"results: {run_path}")
     return 0

@@ -1,0 +1,500 @@
+"""Scale out: the (configuration, fold) units of a profile on a Dask cluster.
+
+A profile's grid is a set of independent units, one per (configuration, test fold): the paper's
+8 configurations x 10 folds are 80 trainings. This module hands them to Dask distributed, an
+existing scheduler, instead of running them one after another in this process:
+
+- **Where**: a ``LocalCluster`` on this machine by default (one worker per GPU where there are
+  GPUs, found without importing a deep-learning framework; otherwise a few CPU workers that
+  split the cores between them), an existing scheduler (``tcp://host:8786``), or SLURM jobs
+  through dask-jobqueue (``slurm:<config.yaml>``, see ``examples/slurm_cluster.yaml``).
+- **What a unit does**: exactly what a local run does for one fold, :func:`cxrlib.cv.run_fold`,
+  writing into the shared results store (:mod:`cxrlib.results`, atomic per fold). The dataset is
+  curated and the fold assignment stored once, here, before anything is submitted; units
+  already finished are not submitted, and a unit finished meanwhile is skipped by the task.
+- **Failures**: a task is never retried for an exception (``retries=0``): a unit that fails
+  on its input fails once, is reported with its error, and the others carry on. A worker that
+  dies mid-unit (killed, out of memory, node lost) is a different event: the scheduler gives
+  the unit to another worker, up to ``distributed.scheduler.allowed-failures`` deaths (3 by
+  default). A fold is only ever written whole, so nothing finished is lost or written twice.
+- **Progress**: the dashboard's address, a line per finished or failed unit, and a compact
+  count of units done / running / failed / waiting (one line every few seconds in a terminal,
+  one line updated in place in a notebook). Each unit's own log (epochs, errors, which worker
+  and how many attempts) is ``runs/<run>/cluster-logs/<config>-fold-<k>.log``.
+
+The workers must import this checkout's ``cxrlib`` and see the same results, curated data and
+run-record folders (one machine, or a shared file system on a cluster).
+
+Command line: ``python -m cxrlib cluster --profile default [--workers 2] [--address ADDR]``;
+``python -m cxrlib run --executor dask`` is the same; notebooks 02-04 take ``executor``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cv, paths, results
+from .profiles import Profile, get_profile, parse_config
+
+#: The worker resource a GPU task asks for; a GPU worker offers one, so two never share a device.
+GPU_RESOURCE = "GPU"
+#: Most CPU workers a local cluster starts by default (each trains one unit at a time).
+MAX_DEFAULT_CPU_WORKERS = 4
+SLURM_PREFIX = "slurm:"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which cluster
+# ---------------------------------------------------------------------------------------------
+
+def visible_gpus() -> list[str]:
+    """Ids of this machine's GPUs, without importing a deep-learning framework in the client.
+
+    ``CUDA_VISIBLE_DEVICES`` when set (empty or ``-1``: none), otherwise ``nvidia-smi -L``.
+    """
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is not None:
+        ids = [d.strip() for d in chosen.split(",") if d.strip()]
+        # CUDA ignores every id from the first invalid one on; "-1" is the usual "none".
+        return [] if not ids or ids[0] == "-1" else ids
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(k) for k, _ in enumerate(l for l in listing.splitlines() if l.startswith("GPU "))]
+
+
+def default_cpu_workers(cores: int | None = None) -> int:
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_CPU_WORKERS, cores))
+
+
+def cpu_thread_environment(threads: int) -> dict[str, str]:
+    """Thread counts for a CPU worker's TensorFlow/JAX/BLAS: its share of the cores.
+
+    Workers started together would otherwise each use every core and slow each other down.
+    """
+    env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
+           "OMP_NUM_THREADS": str(threads)}
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
+
+
+def local_cluster(n_workers: int | None = None, gpus: list[str] | None = None):
+    """A Dask cluster of worker processes on this machine, on the loopback interface.
+
+    With GPUs (``gpus``, default :func:`visible_gpus`): one worker per GPU (``n_workers``
+    limits how many), each seeing only its own device and offering one ``GPU`` resource.
+    Otherwise ``n_workers`` single-threaded CPU workers (default :func:`default_cpu_workers`),
+    each training with its share of the cores.
+    """
+    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+
+    gpus = visible_gpus() if gpus is None else list(gpus)
+    scheduler = {"host": "127.0.0.1", "port": 0, "dashboard": True,
+                 "dashboard_address": "127.0.0.1:0"}
+    if gpus:
+        gpus = gpus[:n_workers] if n_workers else gpus
+        # LocalCluster gives every worker the same settings; each GPU worker needs its own
+        # CUDA_VISIBLE_DEVICES, so the workers are spelt out (what LocalCluster does inside).
+        workers = {f"gpu-{gpu}": {"cls": Nanny, "options": {
+            "nthreads": 1, "host": "127.0.0.1", "resources": {GPU_RESOURCE: 1},
+            "env": {"CUDA_VISIBLE_DEVICES": gpu}}} for gpu in gpus}
+        return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": scheduler},
+                           name="cxrlib-gpus")
+    n_workers = n_workers or default_cpu_workers()
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                        env=cpu_thread_environment(threads))
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """A SLURM cluster configuration file, read (see ``examples/slurm_cluster.yaml``)."""
+
+    cluster: dict  # keyword arguments of dask_jobqueue.SLURMCluster
+    jobs: int      # SLURM jobs to start (each one worker)
+
+
+def read_slurm_config(path: str | Path) -> SlurmSettings:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SLURM cluster configuration {path} does not exist: copy "
+                                f"examples/slurm_cluster.yaml, adapt it, and pass "
+                                f"slurm:<its path>")
+    settings = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(settings) - {"cluster", "jobs"})
+    if unknown or not isinstance(settings.get("cluster"), dict):
+        raise ValueError(f"{path}: expected a 'cluster' mapping (dask_jobqueue.SLURMCluster "
+                         f"arguments) and 'jobs' (a number); found keys "
+                         f"{sorted(settings)} (see examples/slurm_cluster.yaml)")
+    jobs = settings.get("jobs", 1)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"{path}: 'jobs' must be a whole number of SLURM jobs, got {jobs!r}")
+    return SlurmSettings(cluster=settings["cluster"], jobs=jobs)
+
+
+def slurm_cluster(config_file: str | Path, jobs: int | None = None):
+    """SLURM jobs as Dask workers (dask-jobqueue), as the configuration file says."""
+    settings = read_slurm_config(config_file)
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise ImportError("slurm: needs dask-jobqueue: pip install dask-jobqueue "
+                          "(pinned in requirements.txt)") from None
+    cluster = SLURMCluster(**settings.cluster)
+    cluster.scale(jobs=jobs or settings.jobs)
+    return cluster
+
+
+def parse_executor(executor: str) -> tuple[str | None, int | None]:
+    """``cv.run_profile``'s ``executor`` -> (scheduler address, workers).
+
+    ``"dask"``: a local cluster (address None), ``"dask:4"``: one of 4 workers; anything else
+    is an address: ``tcp://host:8786`` (a running scheduler) or ``slurm:<config file>``.
+    """
+    name, _, count = executor.partition(":")
+    if name != "dask":
+        return executor, None
+    if count and not count.isdigit():
+        raise ValueError(f"executor {executor!r}: expected dask or dask:<workers>, e.g. dask:2")
+    return None, int(count) if count else None
+
+
+@contextlib.contextmanager
+def connect(address: str | None = None, n_workers: int | None = None):
+    """A Dask client: to a new local cluster (``None`` or ``"local"``), to SLURM jobs
+    (``"slurm:<file>"``) or to a running scheduler; a cluster started here is closed after."""
+    from distributed import Client
+
+    cluster = None
+    if address in (None, "", "local"):
+        cluster = local_cluster(n_workers)
+    elif address.startswith(SLURM_PREFIX):
+        cluster = slurm_cluster(address[len(SLURM_PREFIX):], n_workers)
+    try:
+        client = Client(cluster) if cluster is not None else Client(address, timeout="30s")
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            # Workers that imported TensorFlow are slow to exit and the nanny says so (then
+            # ends them): expected at shutdown, not worth a warning.
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                nanny.setLevel(level)
+
+
+def offers_gpus(client, wait_seconds: float = 60) -> bool:
+    """Whether the cluster's workers offer the GPU resource (waits for a first worker)."""
+    try:
+        client.wait_for_workers(1, timeout=wait_seconds)
+    except TimeoutError:
+        raise TimeoutError(f"no Dask worker joined {client.scheduler.address} within "
+                           f"{wait_seconds:.0f} s: start workers (`dask worker ADDRESS "
+                           f"--nthreads 1`, with `--resources GPU=1` on GPU machines) or "
+                           f"wait for the SLURM jobs") from None
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers)
+
+
+# ---------------------------------------------------------------------------------------------
+# One unit, on a worker
+# ---------------------------------------------------------------------------------------------
+
+def unit_log_path(log_dir: str | Path, config: str, fold: int) -> Path:
+    return Path(log_dir) / f"{config}-fold-{fold:02d}.log"
+
+
+def attempt_line(config: str, fold: int) -> str:
+    """The first line every attempt writes to its unit's log (a retry writes it again)."""
+    device = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (f"attempt of {config} fold {fold}: worker {socket.gethostname()} pid {os.getpid()}"
+            f"{f' GPU {device}' if device else ''} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+
+
+#: The last dataset a worker process loaded (key, (manifest, images)): its units reuse it.
+_worker_dataset: dict = {}
+
+
+def worker_dataset(profile: Profile, curated: str):
+    key = (curated, profile.to_json())
+    if key not in _worker_dataset:
+        _worker_dataset.clear()  # one dataset in memory at a time
+        _worker_dataset[key] = cv.load_dataset(profile, curated=curated)
+    return _worker_dataset[key]
+
+
+def train_unit(profile: Profile, config: str, fold: int, run_path: str, curated: str,
+               weights: str, save_weights: bool, log_dir: str) -> dict:
+    """One (configuration, fold) on a worker: the same :func:`cxrlib.cv.run_fold` as a local
+    run, logging to the unit's own file. Returns what the client reports."""
+    run = Path(run_path)
+    log_path = unit_log_path(log_dir, config, fold)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as handle:
+        def log(line: str) -> None:
+            handle.write(line + "\n")
+            handle.flush()
+
+        log(attempt_line(config, fold))
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        # Finished meanwhile (by another client or a previous attempt whose report was lost).
+        if results.is_done(run, config, fold):
+            log("already done, skipped")
+            return {"config": config, "fold": fold, "status": "skipped", "worker": worker}
+        started = time.perf_counter()
+        try:
+            manifest, images = worker_dataset(profile, curated)
+            # Checks that this worker sees the stored assignment (same data, same seed).
+            assignment = results.write_folds(run, cv.make_folds(manifest, profile))
+            path = cv.run_fold(profile, config, fold, run, assignment, images, weights=weights,
+                               log=log, save_weights=save_weights)
+        except BaseException:
+            log(traceback.format_exc())
+            raise
+    info = json.loads((path / "fold.json").read_text())
+    return {"config": config, "fold": fold, "status": "trained", "worker": worker,
+            "seconds": time.perf_counter() - started, "path": str(path),
+            "test_accuracy": info.get("test_accuracy")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Submitting and following
+# ---------------------------------------------------------------------------------------------
+
+class UnitsFailed(RuntimeError):
+    """Some units failed; the others finished and are stored."""
+
+
+def chosen_units(profile: Profile, configs=None, folds=None) -> list[tuple[str, int]]:
+    """Every (configuration, fold) asked for, checked as :func:`cxrlib.cv.run_profile` does."""
+    configs = list(profile.configs if configs is None else configs)
+    for config in configs:
+        parse_config(config)
+    folds = list(range(profile.n_folds) if folds is None else folds)
+    bad = [f for f in folds if not 0 <= f < profile.n_folds]
+    if bad:
+        raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
+                         f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    return [(c, f) for c in configs for f in folds]
+
+
+def in_notebook() -> bool:
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class Progress:
+    """Units done / running / failed / waiting: one line every ``every`` seconds at most in a
+    terminal (only when it changed), or one line updated in place in a notebook."""
+
+    def __init__(self, run: str, total: int, every: float = 10.0, log=cv.log_line,
+                 notebook: bool | None = None):
+        self.run, self.total, self.every, self.log = run, total, every, log
+        self.started = time.monotonic()
+        self.last_text, self.last_shown = "", 0.0
+        self.handle = None
+        if in_notebook() if notebook is None else notebook:
+            from IPython.display import Pretty, display
+
+            self.handle = display(Pretty(self.text(0, 0, 0)), display_id=True)
+
+    def text(self, done: int, running: int, failed: int) -> str:
+        minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
+        waiting = self.total - done - running - failed
+        return (f"[cluster] {self.run}: {done}/{self.total} done, {running} running, "
+                f"{failed} failed, {waiting} waiting ({minutes}m{seconds:02d}s)")
+
+    def show(self, done: int, running: int, failed: int, final: bool = False) -> None:
+        text = self.text(done, running, failed)
+        counts = text.rsplit(" (", 1)[0]
+        if self.handle is not None:
+            from IPython.display import Pretty
+
+            self.handle.update(Pretty(text))
+            return
+        due = time.monotonic() - self.last_shown >= self.every
+        if final or (due and counts != self.last_text):
+            self.log(text)
+            self.last_text, self.last_shown = counts, time.monotonic()
+
+
+def running_units(client, keys: set) -> int:
+    """How many of ``keys`` the workers are executing now (not merely holding in their queue):
+    per worker, the fewer of our keys it holds and the tasks it reports executing."""
+    try:
+        processing = client.processing()
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, TimeoutError):  # the scheduler is busy or gone: show the rest anyway
+        return 0
+    return sum(min(len(keys.intersection(processing.get(address, ()))),
+                   worker.get("metrics", {}).get("task_counts", {}).get("executing", 0))
+               for address, worker in workers.items())
+
+
+def failure_message(future, config: str, fold: int, n_folds: int, log_path: Path) -> str:
+    from distributed import KilledWorker
+
+    error = future.exception() if future.status == "error" else None
+    if isinstance(error, KilledWorker):
+        reason = ("its worker died every time it ran it (out of memory? see the worker's "
+                  "log), so the scheduler gave up")
+    elif error is not None:
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        reason = f"{future.status} (the scheduler or the client went away)"
+    return f"{config} fold {fold + 1}/{n_folds}: FAILED: {reason} (log: {log_path})"
+
+
+def follow(client, futures: dict, profile: Profile, run: str, log_dir: Path, log=cv.log_line,
+           every: float = 10.0) -> tuple[list[dict], list[str]]:
+    """Wait for every unit, reporting each as it ends and the counts as they change.
+
+    ``futures`` maps each future to its (config, fold); a future is let go as soon as it ends,
+    so the scheduler forgets it and can never run it again (e.g. to recover a result that was
+    kept on a worker that died afterwards). Returns the finished units and the failures.
+    """
+    pending = dict(futures)
+    futures.clear()  # only ``pending`` holds them now: dropping one releases it
+    done, failures = [], []
+    progress = Progress(run, len(pending), every=every, log=log)
+    while pending:
+        for future in [f for f in pending if f.done()]:
+            config, fold = pending.pop(future)
+            if future.status == "finished":
+                outcome = future.result()
+                done.append(outcome)
+                if outcome["status"] == "skipped":
+                    log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
+                else:
+                    accuracy = outcome.get("test_accuracy")
+                    log(f"{config} fold {fold + 1}/{profile.n_folds}: done on "
+                        f"{outcome['worker']} in {outcome['seconds']:.0f}s"
+                        + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
+            else:
+                failures.append(failure_message(future, config, fold, profile.n_folds,
+                                                unit_log_path(log_dir, config, fold)))
+                log(failures[-1])
+            future.release()
+        running = running_units(client, {f.key for f in pending}) if pending else 0
+        progress.show(len(done), running, len(failures), final=not pending)
+        if pending:
+            time.sleep(0.5)
+    return done, failures
+
+
+def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | None = None,
+                   data_dir=None, results_root=None, curated=None, weights="imagenet",
+                   address: str | None = None, n_workers: int | None = None,
+                   save_weights_folds=(), gpu: bool | None = None, log=cv.log_line,
+                   progress_every: float = 10.0) -> Path:
+    """Cross-validate like :func:`cxrlib.cv.run_profile`, one Dask task per unfinished unit.
+
+    ``address``: None or ``"local"`` (a local cluster of ``n_workers``, see
+    :func:`local_cluster`), ``"slurm:<config file>"`` (``n_workers`` SLURM jobs, default the
+    file's ``jobs``) or a running scheduler's address. ``gpu``: whether tasks ask for a GPU
+    resource (default: when the workers offer one). Raises :class:`UnitsFailed` after the
+    other units finished if any unit failed. Returns the run's results folder.
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    units = chosen_units(profile, configs, folds)
+    run_path = results.run_dir(run or profile.name, results_root)
+    results.ensure_profile(run_path, profile)
+    todo = [(c, f) for c, f in units if not results.is_done(run_path, c, f)]
+    for config, fold in [u for u in units if u not in todo]:
+        log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
+    if not todo:
+        return run_path
+
+    # Curated once and the folds stored once, before any worker starts: workers only read.
+    if curated is None:
+        from .curate import ensure_curated
+
+        curated = ensure_curated(profile, data_dir=data_dir)
+    curated = Path(curated).resolve()
+    manifest, _ = cv.load_dataset(profile, curated=curated)
+    results.write_folds(run_path, cv.make_folds(manifest, profile))
+    log_dir = paths.runs_dir() / run_path.name / "cluster-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    with connect(address, n_workers) as client:
+        log(f"[cluster] Dask dashboard: {client.dashboard_link}")
+        gpu = offers_gpus(client) if gpu is None else gpu
+        resources = {GPU_RESOURCE: 1} if gpu else None
+        log(f"[cluster] {len(todo)} unit(s) of {run_path.name} to "
+            f"{len(client.scheduler_info(n_workers=-1)['workers'])} worker(s)"
+            f"{' (one GPU each)' if gpu else ''}; unit logs in {log_dir}")
+        futures = {client.submit(train_unit, profile, config, fold, str(run_path.resolve()),
+                                 str(curated), str(weights), fold in save_weights_folds,
+                                 str(log_dir), key=f"{run_path.name}/{config}/fold-{fold:02d}"
+                                 f"-{os.urandom(4).hex()}", resources=resources, retries=0,
+                                 pure=False): (config, fold)
+                   for config, fold in todo}
+        finished, failures = follow(client, futures, profile, run_path.name, log_dir, log=log,
+                                    every=progress_every)
+    log(f"[cluster] {len(finished)} of {len(todo)} unit(s) of {run_path.name} done in "
+        f"{time.perf_counter() - start:.0f}s" + (f", {len(failures)} failed" if failures else ""))
+    if failures:
+        raise UnitsFailed(f"{len(failures)} of {len(todo)} unit(s) failed; the others are "
+                          f"stored in {run_path}. Fix the cause and run the same command again "
+                          f"to do only the rest:\n" + "\n".join(failures))
+    return run_path
+
+
+def run_with_executor(executor: str, profile: Profile, **options) -> Path:
+    """:func:`run_on_cluster` for ``cv.run_profile``'s ``executor`` (see :func:`parse_executor`)."""
+    address, n_workers = parse_executor(executor)
+    return run_on_cluster(profile, address=address, n_workers=n_workers, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    cv.add_arguments(parser)  # the run command's arguments; this one only adds where to run
+    parser.set_defaults(executor="dask")
+    parser.add_argument("--address", default=None,
+                        help="a running Dask scheduler (tcp://host:8786) or slurm:<config.yaml> "
+                             "(see examples/slurm_cluster.yaml); default: a local cluster")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="workers of the local cluster (default: one per GPU, else up to "
+                             f"{MAX_DEFAULT_CPU_WORKERS} CPU workers); SLURM: 'jobs' in its file")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.address:
+        args.executor = args.address
+    elif args.workers:
+        args.executor = f"dask:{args.workers}"
+    try:
+        return cv.main(args)
+    except UnitsFailed as failed:
+        print(failed, file=sys.stderr)
+        return 1
