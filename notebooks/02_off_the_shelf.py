@@ -33,6 +33,8 @@ profile = "default"  # a name from cxrlib.profiles.PROFILES
 run = ""  # results run name; empty: the profile's name
 data = ""  # folder of the real sources; empty: the profile's data (synthetic or the default)
 folds = ""  # folds to run, e.g. "0,1"; empty: all
+executor = "local"  # where folds train: "local" (this kernel), "dask" or "dask:N" (a local
+# Dask cluster of N workers), a scheduler address, or "slurm:<config.yaml>" (cxrlib.cluster)
 
 # %%
 from IPython.display import Markdown, display
@@ -45,7 +47,7 @@ chosen = get_profile(profile)
 if data:  # real sources given: as the curation notebook does, read them
     chosen = chosen.replace(dataset="real")
 run_path = cv.run_profile(chosen, configs=[config], folds=cv.split_folds(folds),
-                          run=run or None, data_dir=data or None)
+                          run=run or None, data_dir=data or None, executor=executor)
 display(Markdown(f"**{report.run_label(run_path)}** (results: `{run_path}`)"))
 
 # %% [markdown]

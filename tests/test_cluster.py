@@ -240,3 +240,13 @@ def test_the_slurm_example_renders_a_gpu_job(tmp_path):
     bad.write_text("cluster: {cores: 1}\njobs: none\n")
     with pytest.raises(ValueError, match="whole number"):
         cluster.read_slurm_config(bad)
+
+
+def test_the_strategy_notebooks_pass_their_executor_parameter_on():
+    """papermill sets ``executor`` (tests/test_cv.py runs these notebooks locally)."""
+    from cxrlib.pipeline import STRATEGY_NOTEBOOKS, declared_parameters, read_text_notebook
+
+    for name in STRATEGY_NOTEBOOKS.values():
+        path = REPO / "notebooks" / f"{name}.py"
+        assert "executor" in declared_parameters(read_text_notebook(path)), name
+        assert "executor=executor)" in path.read_text(), name
