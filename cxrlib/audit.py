@@ -110,8 +110,13 @@ def variant_run(run: str, variant: str) -> str:
 
 
 def variant_path(run_path: str | Path, variant: str) -> Path:
+    """The retraining's run folder: ``<run>-<variant>``, or, when only that exists, the run the
+    command line names after its overrides (``python -m cxrlib run --set grouping=patient``
+    makes ``<run>_grouping-patient``), which holds the same retraining."""
     run_path = Path(run_path)
-    return run_path.parent / variant_run(run_path.name, variant)
+    ours = run_path.parent / variant_run(run_path.name, variant)
+    theirs = run_path.parent / cv.override_run_name(run_path.name, VARIANTS[variant])
+    return theirs if not ours.exists() and (theirs / "profile.json").is_file() else ours
 
 
 def variant_profile(profile: Profile, variant: str) -> Profile:
@@ -142,11 +147,14 @@ def ensure_baseline(profile: Profile, run: str, data_dir=None, results_root=None
 
 def run_variant(profile: Profile, variant: str, run: str, data_dir=None, results_root=None,
                 log=cv.log_line, save_weights_folds=()) -> Path:
-    """Cross-validate one retraining of :data:`VARIANTS` into ``<run>-<variant>``."""
+    """Cross-validate one retraining of :data:`VARIANTS` into ``<run>-<variant>`` (or into the
+    command line's run of the same retraining, if that is the one that exists)."""
     settings = audit_settings(profile)
-    return cv.run_profile(variant_profile(profile, variant), configs=[settings.config],
-                          folds=settings.test_folds, run=variant_run(run, variant),
-                          data_dir=data_dir, results_root=results_root, log=log,
+    path = variant_path(results.run_dir(run, results_root), variant)
+    chosen = results.read_profile(path) if path.name != variant_run(run, variant) else \
+        variant_profile(profile, variant)
+    return cv.run_profile(chosen, configs=[settings.config], folds=settings.test_folds,
+                          run=path.name, data_dir=data_dir, results_root=results_root, log=log,
                           save_weights_folds=save_weights_folds)
 
 
@@ -650,6 +658,28 @@ def external_evaluation(run_path: str | Path, config: str, fold: int,
     return table, pred
 
 
+def external_recall(run_path: str | Path) -> pd.DataFrame | None:
+    """Per class: images and recall on the trained fold's own test fold and on the external
+    images (from the stored external evaluation), and for real data the views of the latter."""
+    record = read_record(run_path, "external")
+    external = read_table(run_path, "external_predictions")
+    if record is None or external is None:
+        return None
+    internal = predictions(Path(run_path).parent / record["run"],
+                           record.get("config", "from_scratch"), [record["fold"]])
+    rows = {}
+    for name, pred in (("internal", internal), ("external", external)):
+        if pred.empty:
+            continue
+        classes = metrics.classes_of(pred)
+        recall = metrics.per_class(pred, classes)
+        rows[f"{name} images"] = recall["support"]
+        rows[f"{name} recall"] = recall["recall"]
+    table = pd.DataFrame(rows)
+    table.index.name = "class"
+    return table.reset_index()
+
+
 # --------------------------------------------------------------------------------------------
 # 7. Age and source swap
 
@@ -686,9 +716,13 @@ def age_swap(main_run: str | Path, swap_run: str | Path, config: str, n_boot: in
 
 
 def majority_rule(pred: pd.DataFrame, classes=None) -> pd.DataFrame:
-    """The predictions of a rule that always answers the most frequent class."""
+    """The predictions of a rule that always answers the most frequent class (of equally
+    frequent ones not COVID-19, so that its 2-class figures are the "never COVID-19" rule's
+    unless COVID-19 is the largest class)."""
     classes = metrics.check_predictions(pred, classes)
-    majority = pd.Series(pred["label"]).value_counts().index[0]
+    counts = pd.Series(pred["label"]).value_counts()
+    majority = min(counts.index, key=lambda c: (-counts[c], c == paper.POSITIVE_CLASS,
+                                                classes.index(c)))
     out = pred.copy()
     for c in classes:
         out[metrics.probability_column(c)] = float(c == majority)
@@ -771,13 +805,14 @@ class Figure:
     low: float = math.nan
     high: float = math.nan
 
-    def text(self, percent: bool = True) -> str:
-        scale, unit = (100, "%") if percent else (1, "")
+    def text(self, unit: str = "%") -> str:
+        """``"84.9% [80.4, 89.6]"`` (fractions shown in percent; ``unit=" points"`` for a
+        difference)."""
         if math.isnan(self.value):
             return "n/a"
         interval = "" if math.isnan(self.low) else \
-            f" [{scale * self.low:.1f}, {scale * self.high:.1f}]"
-        return f"{scale * self.value:.1f}{unit}{interval}"
+            f" [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+        return f"{100 * self.value:.1f}{unit}{interval}"
 
 
 def _figure(table: pd.DataFrame | None, where: dict, value="value", low="ci_low",
@@ -834,8 +869,9 @@ def collect_evidence(run_path: str | Path) -> dict:
         (f"{r['collection']} ({r['run']})", Figure(r["accuracy"], r["ci_low"], r["ci_high"]),
          float(r["majority"])) for _, r in within.iterrows()]
     saliency = read_table(run_path, "saliency_summary")
-    overall = _figure(saliency, {"class": "all"}, "lung_enrichment")
-    evidence["lung_enrichment"] = None if overall is None else overall.value
+    for key, name in (("lung_enrichment", "all"), ("covid_lung_enrichment", paper.POSITIVE_CLASS)):
+        row = _figure(saliency, {"class": name}, "lung_enrichment")
+        evidence[key] = None if row is None else row.value
     check = read_table(run_path, "randomisation_summary")
     evidence["randomised_spearman"] = None if check is None or check.empty else \
         float(check.sort_values("layers").iloc[-1]["spearman"])
@@ -849,6 +885,7 @@ def collect_evidence(run_path: str | Path) -> dict:
                                        "diff_low", "diff_high")
     record = read_record(run_path, "external") or {}
     evidence["external_kind"] = record.get("kind")
+    evidence["external_same_collections"] = bool(record.get("same_collections", False))
     return evidence
 
 
@@ -901,7 +938,7 @@ def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.Dat
     if not differences:
         verdict, text = CANNOT_TELL, "no other strategy has results"
     else:
-        text = "; ".join(f"minus {k}: {v.text()}" for k, v in differences.items())
+        text = "; ".join(f"minus {k}: {v.text(' points')}" for k, v in differences.items())
         if all(v.low > 0 for v in differences.values()):
             verdict = SUPPORTED
         elif any(v.high < 0 for v in differences.values()):
@@ -909,14 +946,14 @@ def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.Dat
         else:
             verdict = CANNOT_TELL
     rows.append(("Training from scratch beats ImageNet features, whether fixed or fine-tuned.",
-                 verdict, "accuracy difference (points), paired bootstrap: " + text,
+                 verdict, "from scratch's accuracy, paired bootstrap: " + text,
                  "supported if every interval is above 0; not supported if one is below 0"))
 
     gap = evidence.get("patient_gap")
     if gap is None:
         verdict, text = CANNOT_TELL, "no patient-grouped retraining yet"
     else:
-        text = f"image-level minus patient-grouped accuracy: {gap.text()}"
+        text = f"image-level minus patient-grouped accuracy: {gap.text(' points')}"
         if gap.value >= t.material_gap and gap.low > 0:
             verdict = NOT_SUPPORTED
         elif gap.high < t.material_gap:
@@ -937,11 +974,11 @@ def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.Dat
     if external is None:
         verdict, text = CANNOT_TELL, "no external evaluation"
     else:
-        text = f"internal minus external accuracy: {external.text()} " \
+        text = f"internal minus external accuracy: {external.text(' points')} " \
             f"({evidence.get('external_kind') or 'external data'})"
         if external.value >= t.material_gap and external.low > 0:
             verdict = NOT_SUPPORTED
-        elif external.high < t.material_gap and evidence.get("external_kind") != "same collections":
+        elif external.high < t.material_gap and not evidence.get("external_same_collections"):
             verdict = SUPPORTED
         else:
             verdict = CANNOT_TELL
@@ -982,19 +1019,24 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
                       f"source probe {probe.text()}; within a collection no better than its "
                       f"majority class: {', '.join(blind) or 'none'}"))
     enrichment, randomised = evidence.get("lung_enrichment"), evidence.get("randomised_spearman")
+    covid = evidence.get("covid_lung_enrichment")
     if _missing(enrichment):
         tests.append(("saliency outside the lungs", None, "n/a"))
     else:
         meaningful = not _missing(randomised) and randomised < t.randomisation_max_corr
-        tests.append(("saliency outside the lungs", enrichment < t.lung_enrichment and meaningful,
-                      f"lung share / lung area {enrichment:.2f}; maps after randomisation "
-                      f"correlate {'n/a' if _missing(randomised) else f'{randomised:.2f}'}"))
+        lowest = min(enrichment, covid) if not _missing(covid) else enrichment
+        covid_text = "" if _missing(covid) else f", for COVID-19 images {covid:.2f}"
+        tests.append(("saliency outside the lungs", lowest < t.lung_enrichment and meaningful,
+                      f"lung share / lung area {enrichment:.2f}{covid_text}; maps after "
+                      f"randomisation correlate "
+                      f"{'n/a' if _missing(randomised) else f'{randomised:.2f}'}"))
     falls = [(what, f) for what, f in (("accuracy", evidence.get("age_swap_fall")),
                                         ("Normal's recall", evidence.get("age_swap_normal_fall")))
              if f is not None]
     tests.append(("adult Normal images", None if not falls else
                   any(f.value >= t.material_gap and f.low > 0 for _, f in falls),
-                  "; ".join(f"{what} falls by {f.text()}" for what, f in falls) or "n/a"))
+                  "; ".join(f"{what} falls by {f.text(' points')}" for what, f in falls)
+                  or "n/a"))
     return tests
 
 
@@ -1006,8 +1048,9 @@ def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:
             f"reach {100 * t.statistics_rival:.0f}% of the network's accuracy above chance; the "
             f"source probe reaches {100 * t.source_recognisable:.0f}% while inside some "
             f"collection the classes are told apart no better than its largest class; "
-            f"saliency in the lung fields is below {t.lung_enrichment:g} times their area "
-            f"(with maps that pass the randomisation check); accuracy or Normal's recall falls "
+            f"saliency in the lung fields is below {t.lung_enrichment:g} times their area, "
+            f"over all images or over the COVID-19 images (with maps that pass the "
+            f"randomisation check); accuracy or Normal's recall falls "
             f"by {100 * t.material_gap:.0f} points or more (interval above 0) with adult "
             f"Normal images")
 
@@ -1209,6 +1252,13 @@ def prose_numbers(run_path: str | Path) -> dict:
     """Every number the audit chapter's prose uses, as ready phrases, by glue name."""
     run_path = Path(run_path)
     n: dict = {}
+    profile = results.read_profile(run_path) if (run_path / "profile.json").is_file() else None
+    folds = audit_settings(profile).test_folds if profile else None
+    n["audit_folds_text"] = "no run yet" if profile is None else (
+        f"all {profile.n_folds} test folds" if folds is None else
+        f"test fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of "
+        f"{profile.n_folds} (to keep the demonstration within its time budget)")
+    n["audit_config"] = audit_settings(profile).config if profile else "from_scratch"
 
     patient = read_table(run_path, "patient_folds")
     n["audit_patient_image_text"] = _pct(_figure(patient, {"metric": "accuracy"},
@@ -1287,6 +1337,9 @@ def prose_numbers(run_path: str | Path) -> dict:
     record = read_record(run_path, "external") or {}
     n["audit_external_kind"] = record.get("kind", NOT_RUN)
     n["audit_external_images"] = record.get("images", 0)
+    n["audit_external_views_text"] = ", ".join(
+        f"{k}: {v}" for k, v in record.get("by_class_and_view", record.get("by_class", {}))
+        .items()) or NOT_RUN
 
     swap = read_table(run_path, "age_swap")
     for metric, key in (("accuracy", "acc"), ("acc_2class", "2class")):

@@ -243,9 +243,7 @@ def cascade_steps(model) -> list[tuple[str, list[str]]]:
 
 def randomise_layers(model, layer_names, seed: int) -> None:
     """Give the named layers fresh values from their own initialisers (as before training)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
+    draw = 0
     for name in layer_names:
         layer = model.get_layer(name)
         for variable in layer.weights:
@@ -255,6 +253,11 @@ def randomise_layers(model, layer_names, seed: int) -> None:
             initialiser = getattr(layer, attribute, None) if attribute else None
             if initialiser is None:
                 continue
+            # A seed of its own for every random draw: the same check gives the same maps.
+            config = initialiser.get_config()
+            if "seed" in config:
+                draw += 1
+                initialiser = type(initialiser).from_config({**config, "seed": seed * 1000 + draw})
             variable.assign(initialiser(variable.shape, dtype=variable.dtype))
 
 

@@ -111,6 +111,7 @@ if explained is not None:
     if base.dataset == "synthetic":
         external, images = audit.synthetic_external(base, settings.external_per_class)
         kind = "another collection (synthetic-external: same signs, no collection cues)"
+        same_collections = False
     else:
         from cxrlib.curate import curated_dir_for
 
@@ -118,16 +119,23 @@ if explained is not None:
         external, images = audit.unused_real_images(curated_dir_for(base), data_dir,
                                                     base.classes, base.image_size,
                                                     per_class=settings.external_per_class)
-        kind = "same collections"
+        kind = ("the same collections: images no run trained on (the shared bundle holds no "
+                "other collection)")
+        same_collections = True
     comparison, external_predictions = audit.external_evaluation(weights_run, config, fold,
                                                                  external, images)
     audit.write_table(run_path, "external", comparison)
     audit.write_table(run_path, "external_predictions", external_predictions)
-    record = {"kind": kind, "images": int(len(external)),
+    views = external.get("view", audit.pd.Series("", index=external.index)).replace("", "?")
+    record = {"kind": kind, "same_collections": same_collections,
+              "images": int(len(external)),
               "by_class": external["label"].value_counts().to_dict(),
+              "by_class_and_view": {f"{c} ({v})": int(n) for (c, v), n in
+                                    external.groupby([external["label"], views]).size().items()},
               "new_patients": int(external.get("new_patient", audit.pd.Series(
                   True, index=external.index)).sum()),
-              "run": weights_run.name, "fold": fold}
+              "run": weights_run.name, "config": config, "fold": fold}
     audit.write_record(run_path, "external", record)
     display(Markdown(f"External images: {record['images']} ({kind})"))
     display(comparison.round(3))
+    display(audit.external_recall(run_path).round(3))
