@@ -1308,11 +1308,15 @@ def prose_numbers(run_path: str | Path) -> dict:
     if overall is None or overall.empty:
         for key in ("lung_share", "lung_area", "enrichment", "border_share", "padding_share"):
             n[f"audit_saliency_{key}_text"] = NOT_RUN
+        n["audit_saliency_covid_text"] = ""
     else:
         row = overall.iloc[0]
         n["audit_saliency_lung_share_text"] = f"{100 * row['saliency_lung_fields']:.0f}%"
         n["audit_saliency_lung_area_text"] = f"{100 * row['area_lung_fields']:.0f}%"
         n["audit_saliency_enrichment_text"] = f"{row['lung_enrichment']:.2f}"
+        covid = saliency[saliency["class"] == paper.POSITIVE_CLASS]
+        n["audit_saliency_covid_text"] = "" if covid.empty else \
+            f"; for the COVID-19 images alone, {covid['lung_enrichment'].iloc[0]:.2f}"
         n["audit_saliency_border_share_text"] = \
             f"{100 * (row['saliency_border_band'] + row['saliency_padding']):.0f}%"
         n["audit_saliency_padding_share_text"] = \
@@ -1342,7 +1346,7 @@ def prose_numbers(run_path: str | Path) -> dict:
         .items()) or NOT_RUN
 
     swap = read_table(run_path, "age_swap")
-    for metric, key in (("accuracy", "acc"), ("acc_2class", "2class")):
+    for metric, key in (("accuracy", "acc"), ("acc_2class", "2class"), ("recall_Normal", "normal")):
         n[f"audit_swap_paediatric_{key}_text"] = _pct(_figure(
             swap, {"metric": metric}, "paediatric_normal", "paediatric_normal_low",
             "paediatric_normal_high"))
@@ -1351,10 +1355,71 @@ def prose_numbers(run_path: str | Path) -> dict:
         n[f"audit_swap_fall_{key}_text"] = _points(_figure(swap, {"metric": metric},
                                                            "difference", "diff_low",
                                                            "diff_high"))
+    n.update(result_sentences(n))
     verdicts = verdict_table(collect_evidence(run_path))["verdict"]
     for verdict in (SUPPORTED, NOT_SUPPORTED, CANNOT_TELL):
         n[f"audit_claims_{verdict.replace(' ', '_')}"] = int((verdicts == verdict).sum())
     return n
+
+
+def result_sentences(n: dict) -> dict:
+    """Each section's result as whole sentences (``audit_<section>_sentence``), or a sentence
+    saying that the experiment has not been run for this run, so the prose reads either way."""
+    def ready(*keys):
+        return all(n.get(k) not in (None, NOT_RUN) for k in keys)
+
+    not_run = "This experiment has not been run for the run shown yet."
+    out = {}
+    out["audit_patient_sentence"] = (
+        f"With image-level folds {n['audit_patient_leakage_text']} of the test images had a "
+        f"patient in training. Accuracy with image-level folds was "
+        f"{n['audit_patient_image_text']} and with patient-grouped folds "
+        f"{n['audit_patient_grouped_text']}: image-level minus patient-grouped, "
+        f"{n['audit_patient_gap_text']}.") if ready("audit_patient_gap_text") else not_run
+    out["audit_probe_sentence"] = (
+        f"The probe named the collection of {n['audit_probe_text']} of the images "
+        f"({n['audit_probe_collections']} collections; always answering the largest would "
+        f"score {n['audit_probe_majority_text']}).") if ready("audit_probe_text") else not_run
+    out["audit_masked_sentence"] = (
+        f"With full images the accuracy was {n['audit_full_text']}; with the lungs blacked out "
+        f"{n['audit_border_text']}, keeping {n['audit_border_retained_text']} of the accuracy "
+        f"above chance ({n['audit_masked_chance_text']}, the largest class); with the lung "
+        f"fields alone {n['audit_lung_text']}, keeping {n['audit_lung_retained_text']}.") \
+        if ready("audit_border_text", "audit_lung_text") else not_run
+    out["audit_stats_sentence"] = (
+        f"The better of the two ({n['audit_stats_best_model']}) was right for "
+        f"{n['audit_stats_best_text']} of the images over all classes and for "
+        f"{n['audit_stats_2class_text']} for COVID-19 against the rest.") \
+        if ready("audit_stats_best_text") else not_run
+    out["audit_saliency_sentence"] = (
+        f"On average {n['audit_saliency_lung_share_text']} of a map lay in the lung fields, "
+        f"which cover {n['audit_saliency_lung_area_text']} of the image (a ratio of "
+        f"{n['audit_saliency_enrichment_text']}; 1 is what a map blind to the lungs gives"
+        f"{n['audit_saliency_covid_text']}), "
+        f"and {n['audit_saliency_border_share_text']} in the border band of the frame and the "
+        f"padding, which cover {n['audit_saliency_padding_share_text']}.") \
+        if ready("audit_saliency_enrichment_text") else not_run
+    out["audit_randomisation_sentence"] = (
+        f"With only the last layer randomised the maps kept a rank correlation of "
+        f"{n['audit_logits_spearman_text']} with the trained network's; with every weight "
+        f"randomised, {n['audit_randomised_spearman_text']}.") \
+        if ready("audit_randomised_spearman_text") else not_run
+    out["audit_external_sentence"] = (
+        f"The network of one trained fold was applied to {n['audit_external_images']} images "
+        f"from {n['audit_external_kind']}. It was right for "
+        f"{n['audit_external_internal_text']} of its own test fold and for "
+        f"{n['audit_external_external_text']} of these: internal minus external, "
+        f"{n['audit_external_gap_text']}.") if ready("audit_external_gap_text") else not_run
+    out["audit_swap_sentence"] = (
+        f"Accuracy over all classes went from {n['audit_swap_paediatric_acc_text']} to "
+        f"{n['audit_swap_adult_acc_text']} (paediatric minus adult Normal, "
+        f"{n['audit_swap_fall_acc_text']}), COVID-19 against the rest from "
+        f"{n['audit_swap_paediatric_2class_text']} to {n['audit_swap_adult_2class_text']} "
+        f"({n['audit_swap_fall_2class_text']}), and the Normal images' own accuracy from "
+        f"{n['audit_swap_paediatric_normal_text']} to {n['audit_swap_adult_normal_text']} "
+        f"({n['audit_swap_fall_normal_text']}).") if ready("audit_swap_fall_acc_text") \
+        else not_run
+    return out
 
 
 def two_way_rows(table: pd.DataFrame | None, names: dict[str, str],
