@@ -127,7 +127,8 @@ def lung_only(image: np.ndarray) -> np.ndarray:
 
 
 def apply_input_mask(images: np.ndarray, mask: str) -> np.ndarray:
-    """``images`` (N, S, S) uint8 as a profile's ``input_mask`` asks: none, border_only, lung_only."""
+    """``images`` (N, S, S) uint8 as a profile's ``input_mask`` asks (none, border_only or
+    lung_only)."""
     if mask == "none":
         return images
     if mask not in INPUT_MASKS:

@@ -36,7 +36,7 @@ data = ""  # folder of the real sources; empty: the profile's data
 # %%
 from IPython.display import Markdown, display
 
-from cxrlib import audit, report
+from cxrlib import audit, audit_report, report, verdict
 from cxrlib.profiles import audit_settings
 
 run = run or profile
@@ -99,7 +99,7 @@ masked = audit.masked_inputs(main_run, border_run, lung_run, config)
 audit.write_table(main_run, "masked_inputs", masked)
 accuracy = masked[masked["metric"] == "accuracy"]
 display(accuracy.round(3))
-audit.interval_figure([(r["input"], audit.Figure(r["value"], r["ci_low"], r["ci_high"]))
+audit_report.interval_figure([(r["input"], verdict.Figure(r["value"], r["ci_low"], r["ci_high"]))
                        for _, r in accuracy.iterrows()],
                       "Accuracy by what the network sees", chance=accuracy["chance"].iloc[0])
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cxrlib import audit, dataset, explain, paths, report, results
+from cxrlib import audit, audit_report, dataset, explain, paths, report, results
 from cxrlib.curation_figures import may_show_images
 from cxrlib.profiles import audit_settings
 
@@ -75,7 +75,7 @@ if explained is not None:
     audit.write_table(run_path, "randomisation", check)
     audit.write_table(run_path, "randomisation_summary", explain.randomisation_summary(check))
     display(summary.round(3))
-    display(audit.mean_maps_figure(maps, size=base.image_size))
+    display(audit_report.mean_maps_figure(maps, size=base.image_size))
 
 # %% [markdown]
 # Examples (synthetic images, or real ones only where `CXRLIB_SHOW_REAL_IMAGES=1`): the map of
@@ -88,7 +88,7 @@ if explained is not None:
     folder = curated_dir(weights_run)
     if folder is not None and may_show_images(folder):
         shown = {i: dataset.load_image(folder, i) for i in maps["image_id"]}
-        display(audit.saliency_examples_figure(maps, shown))
+        display(audit_report.saliency_examples_figure(maps, shown))
     else:
         display(Markdown("Real X-rays are not drawn here (set `CXRLIB_SHOW_REAL_IMAGES=1`)."))
 
@@ -101,7 +101,7 @@ if explained is not None:
 # %%
 if explained is not None:
     display(explain.randomisation_summary(check).round(3))
-    display(audit.randomisation_figure(check))
+    display(audit_report.randomisation_figure(check))
 
 # %% [markdown]
 # ## 6. External data

@@ -19,7 +19,7 @@
 #
 # Then the paired accuracy differences between from-scratch training and every other
 # configuration, and the verdict on each of the paper's claims from everything stored
-# (`cxrlib.audit.verdict_table`; the thresholds are `cxrlib.audit.Thresholds`).
+# (`cxrlib.verdict.verdict_table`; the thresholds are `cxrlib.verdict.Thresholds`).
 
 # %% tags=["parameters"]
 profile = "default"  # a name from cxrlib.profiles.PROFILES
@@ -30,7 +30,7 @@ data = ""  # unused here (declared so the pipeline passes every notebook the sam
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import audit, report, results
+from cxrlib import audit, report, results, verdict
 from cxrlib.profiles import audit_settings
 
 pd.set_option("display.max_colwidth", None)
@@ -51,6 +51,6 @@ audit.write_table(run_path, "strategies", differences)
 differences.round(3)
 
 # %%
-verdict = audit.verdict_table(audit.collect_evidence(run_path))
-audit.write_table(run_path, "verdict", verdict)
-verdict
+claims = verdict.verdict_table(verdict.collect_evidence(run_path))
+audit.write_table(run_path, "verdict", claims)
+claims

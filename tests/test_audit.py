@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import write_curated
 
-from cxrlib import audit, cv, dataset, metrics, pipeline, regions, results
+from cxrlib import audit, audit_report, cv, dataset, metrics, pipeline, regions, results, verdict
 from cxrlib.paper import CLASSES
 from cxrlib.profiles import Profile, get_profile
 
@@ -218,7 +218,7 @@ def test_trivial_statistics_find_a_frame_shortcut_and_nothing_in_noise():
 
 
 def figure(value, low=None, high=None):
-    return audit.Figure(value, value if low is None else low, value if high is None else high)
+    return verdict.Figure(value, value if low is None else low, value if high is None else high)
 
 
 def shortcut_evidence(**changes) -> dict:
@@ -241,7 +241,7 @@ def shortcut_evidence(**changes) -> dict:
 
 
 def verdicts(evidence) -> list[str]:
-    return audit.verdict_table(evidence)["verdict"].tolist()
+    return verdict.verdict_table(evidence)["verdict"].tolist()
 
 
 def test_verdicts_on_evidence_of_a_shortcut():
@@ -250,7 +250,7 @@ def test_verdicts_on_evidence_of_a_shortcut():
         "supported", "supported", "supported", "not supported", "not supported",
         "not supported"]
     assert verdicts(shortcut_evidence(accuracy=figure(0.5, 0.45, 0.55)))[1] == "not supported"
-    fired = [name for name, fires, _ in audit.shortcut_tests(shortcut_evidence()) if fires]
+    fired = [name for name, fires, _ in verdict.shortcut_tests(shortcut_evidence()) if fires]
     assert len(fired) == 5
 
 
@@ -353,15 +353,15 @@ def test_the_retrainings_are_runs_with_their_own_settings(audited):
 
 
 def test_every_experiment_stores_its_table(audited):
-    for experiment, (name, _) in audit.EXPERIMENT_TABLES.items():
+    for experiment, (name, _) in audit_report.EXPERIMENT_TABLES.items():
         stored = audit.read_table(audited, name)
         assert stored is not None and not stored.empty, experiment
-    assert set(audit.status_table(audited)["stored"]) == {"yes"}
-    verdict = audit.read_table(audited, "verdict")
-    assert len(verdict) == 6 and set(verdict["verdict"]) <= {"supported", "not supported",
-                                                             "cannot tell"}
-    numbers = audit.prose_numbers(audited)
-    assert numbers["audit_probe_text"] != audit.NOT_RUN
+    assert set(audit_report.status_table(audited)["stored"]) == {"yes"}
+    claims = audit.read_table(audited, "verdict")
+    assert len(claims) == 6 and set(claims["verdict"]) <= {"supported", "not supported",
+                                                           "cannot tell"}
+    numbers = audit_report.prose_numbers(audited)
+    assert numbers["audit_probe_text"] != audit_report.NOT_RUN
     assert numbers["audit_external_kind"].startswith("another collection")
 
 
