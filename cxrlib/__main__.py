@@ -15,6 +15,7 @@ COMMANDS = {
     "run": ("cxrlib.cv", "cross-validate configurations of a profile (resumable, per fold)"),
     "book": ("cxrlib.pipeline", "run the whole paper for a profile and build the book"),
     "cluster": ("cxrlib.cluster", "cross-validate on a Dask cluster (local, a scheduler, SLURM)"),
+    "audit": ("cxrlib.audit", "run the audit's notebooks for a run (retrainings, or --no-train)"),
 }
 
 

@@ -786,3 +786,38 @@ def strategy_differences(run_path: str | Path, config: str, n_boot: int = N_BOOT
         rows.append({"other": other, **bootstrap_difference(a, b, "accuracy", n_boot=n_boot,
                                                             seed=seed)})
     return pd.DataFrame(rows, columns=["other", "difference", "diff_low", "diff_high", "paired"])
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: the audit notebooks alone
+
+
+def add_arguments(parser) -> None:
+    from .profiles import PROFILES
+
+    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                        help="run profile (cxrlib/profiles.py); default: %(default)s")
+    parser.add_argument("--run", default="", help="the main run (default: the profile's name)")
+    parser.add_argument("--data", default="", help="folder of the real sources")
+    parser.add_argument("--no-train", action="store_true",
+                        help="analyse only the folds already stored (e.g. real-data "
+                             "retrainings made on a GPU with scripts/gpu_audit.sh); train "
+                             "nothing")
+
+
+def main(args) -> int:
+    """Execute the four audit notebooks (as ``python -m cxrlib book`` does after the results),
+    their records in ``runs/<run>/``; the book is not built."""
+    from . import paths, pipeline
+    from .profiles import get_profile
+
+    profile = get_profile(args.profile)
+    run = args.run or profile.name
+    pipeline.kernel_environment(paths.root())
+    for step in pipeline.plan_audit(profile, run, args.data):
+        if args.no_train:
+            step.parameters["train"] = False
+        pipeline.execute_step(step, paths.root(), paths.runs_dir() / run,
+                              key_after=lambda: "python -m cxrlib audit")
+    print(f"audit tables: {audit_dir(results.run_dir(run))}")
+    return 0

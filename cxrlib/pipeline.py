@@ -6,7 +6,8 @@
    ``run`` and ``data`` (those its parameters cell declares; curation, which depends on the
    profile only, gets no ``run``): curation; off-the-shelf;
    fine-tuning once per ``fine_tune_<n>`` configuration of the profile (``trainable_blocks=n``);
-   from scratch; results. Strategies whose configurations the profile leaves out are skipped.
+   from scratch; results; then, when it trains from scratch, the audit's four notebooks
+   (``06_audit_*``, :mod:`cxrlib.audit`). Strategies the profile leaves out are skipped.
    Every executed notebook is kept as a run record, ``runs/<run>/<NN_name>.ipynb`` (outside
    git). A notebook whose record is up to date (same notebook text, parameters, library code
    and inputs, and for a strategy every fold finished) is not executed again, so a rerun with

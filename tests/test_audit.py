@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -314,9 +316,19 @@ def test_audit_records_ignore_their_own_summaries_but_not_the_retrainings(tmp_pa
 # Real training: the four audit notebooks on the tiny profile
 
 
+def audit_command(*extra: str) -> str:
+    """``python -m cxrlib audit --profile tiny ...`` in a subprocess (the environment's store)."""
+    done = subprocess.run([sys.executable, "-m", "cxrlib", "audit", "--profile", "tiny", *extra],
+                          cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    """The audit notebooks executed with papermill on the tiny profile, from nothing."""
+    """The audit notebooks executed with papermill on the tiny profile, from nothing, through
+    the command line (which trains the main run's audit folds and the retrainings)."""
     work = tmp_path_factory.mktemp("audit")
     patch = pytest.MonkeyPatch()
     for name, folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
@@ -324,11 +336,9 @@ def audited(tmp_path_factory):
         patch.setenv(name, str(work / folder))
     patch.setenv("PYTHONPATH", str(REPO))
     patch.delenv("CXRLIB_SHOW_REAL_IMAGES", raising=False)
-    records = work / "runs" / "tiny"
     try:
-        for step in pipeline.plan_audit(get_profile("tiny"), "tiny"):
-            pipeline.execute_step(step, REPO, records, key_after=lambda: "test",
-                                  log=lambda m: None)
+        output = audit_command()
+        assert output.count("done in") == len(pipeline.AUDIT_NOTEBOOKS)
         yield work / "results" / "tiny"
     finally:
         patch.undo()
@@ -404,3 +414,15 @@ def test_external_evaluation_either_way(audited, tmp_path):
     assert not accuracy["paired"] and math.isclose(
         accuracy["difference"], accuracy["internal"] - accuracy["external"])
     assert os.path.isfile(audit.explained_fold(run_path, "from_scratch")[0] / "profile.json")
+
+
+def test_the_audit_without_training_only_reads_what_is_stored(audited):
+    folds = sorted(audited.parent.glob("*/from_scratch/fold-*/fold.json"))
+    before = {f: f.stat().st_mtime_ns for f in folds}
+    table = audit.audit_dir(audited) / "masked_inputs.csv"
+    table.unlink()
+    output = audit_command("--no-train")
+    assert "train=False" in output
+    assert {f: f.stat().st_mtime_ns for f in folds} == before, "nothing trained again"
+    assert sorted(audited.parent.glob("*/from_scratch/fold-*/fold.json")) == folds
+    assert table.is_file(), "the analyses were made again from the stored folds"
