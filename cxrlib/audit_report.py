@@ -243,6 +243,16 @@ def prose_numbers(run_path: str | Path) -> dict:
             f"{100 * (row['saliency_border_band'] + row['saliency_padding']):.0f}%"
         n["audit_saliency_padding_share_text"] = \
             f"{100 * (row['area_border_band'] + row['area_padding']):.0f}%"
+    explained = read_table(run_path, "saliency")
+    if explained is None or explained.empty:
+        n["audit_explained_text"] = "a trained fold's network (none is stored yet)"
+    else:
+        row = explained.iloc[0]
+        own = row["run"] == run_path.name
+        n["audit_explained_text"] = (
+            f"the {row['config']} network of test fold {int(row['fold'])} of run {row['run']}"
+            + ("" if own else f" (the main run {run_path.name} kept no trained weights; its "
+                              f"patient-grouped retraining did)"))
     check = read_table(run_path, "randomisation_summary")
     if check is None or check.empty:
         n["audit_randomised_spearman_text"] = n["audit_logits_spearman_text"] = NOT_RUN
