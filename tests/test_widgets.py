@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def visible_text(html: str) -> str:
     """What a reader sees of an HTML value (tags and the style sheet removed)."""
     html = re.sub(r"<style>.*?</style>", "", html, flags=re.S)
     html = re.sub(r"<(br|/p|/div|/td|/th|/tr|/summary)\b[^>]*>", " ", html)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip()
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip())
 
 
 # --- the dataset explorer ----------------------------------------------------------------------
