@@ -100,6 +100,10 @@ def run_profile(run_path: str | Path) -> Profile | None:
 
 def run_classes(run_path: str | Path) -> tuple[str, ...]:
     profile = run_profile(run_path)
+    if profile is not None and profile.target == "source" and \
+            (as_run_path(run_path) / "folds.csv").is_file():
+        # The audit's source probe predicts collections (cxrlib.cv.target_classes).
+        return tuple(sorted(results.read_folds(as_run_path(run_path))["source"].unique()))
     return tuple(profile.classes) if profile else paper.CLASSES
 
 
