@@ -389,6 +389,27 @@ def run_times(results_root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run").T.rename_axis(None) if rows else pd.DataFrame()
 
 
+def cluster_benchmarks(root: Path | None = None) -> pd.DataFrame:
+    """The measured grid times of ``benchmarks/bench_cluster.py`` (its committed records), one
+    row per setting: 1, 2, ... Dask workers, or the in-process loop."""
+    folder = (Path(root) if root else paths.root()) / "benchmarks" / "results"
+    rows = []
+    for record in sorted(folder.glob("cluster-*.json")):
+        summary = json.loads(record.read_text())
+        for row in summary["rows"]:
+            workers = row["workers"]
+            rows.append({
+                "profile": summary["profile"], "units": summary["units"],
+                "where": "in-process loop" if workers is None else
+                         f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}",
+                "wall time (min)": round(row["wall_seconds"] / 60, 1),
+                "units' training, summed (min)": round(row["summed_train_seconds"] / 60, 1),
+                "load before": row["load_before"][0],
+                "device": summary.get("device", ""), "measured": summary["finished"][:10],
+            })
+    return pd.DataFrame(rows)
+
+
 def rerun_commands(run_path: Path) -> str:
     """Markdown: the commands that rebuild each part of the shown run."""
     profile = run_profile(run_path)

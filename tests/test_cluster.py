@@ -250,3 +250,24 @@ def test_the_strategy_notebooks_pass_their_executor_parameter_on():
         path = REPO / "notebooks" / f"{name}.py"
         assert "executor" in declared_parameters(read_text_notebook(path)), name
         assert "executor=executor)" in path.read_text(), name
+
+
+def test_the_appendix_reads_the_benchmark_records(tmp_path):
+    from cxrlib import book
+
+    folder = tmp_path / "benchmarks" / "results"
+    folder.mkdir(parents=True)
+    rows = [{"setting": "dask-2-workers", "workers": 2, "wall_seconds": 600.0,
+             "summed_train_seconds": 960.0, "load_before": [0.5, 0.4, 0.3],
+             "load_after": [2.0, 1.5, 1.0]},
+            {"setting": "in-process", "workers": None, "wall_seconds": 540.0,
+             "summed_train_seconds": 480.0, "load_before": [0.1, 0.1, 0.1],
+             "load_after": [2.0, 1.5, 1.0]}]
+    (folder / "cluster-default.json").write_text(json.dumps(
+        {"profile": "default", "units": 24, "cores": 2, "rows": rows,
+         "device": "CPU: test", "finished": "2026-11-29T23:00:00+0000"}))
+    table = book.cluster_benchmarks(tmp_path)
+    assert list(table["where"]) == ["local Dask cluster, 2 workers", "in-process loop"]
+    assert list(table["wall time (min)"]) == [10.0, 9.0]
+    assert list(table["units' training, summed (min)"]) == [16.0, 8.0]
+    assert book.cluster_benchmarks(tmp_path / "elsewhere").empty
