@@ -72,16 +72,33 @@ def profile_differences(stored: dict, profile: Profile) -> list[str]:
     return sorted(set(changed) - {"description"})
 
 
+def merged_configs(stored: list[str], wanted) -> list[str]:
+    """The run's configurations once ``wanted`` joins them, in the paper's order."""
+    from .profiles import PAPER_CONFIGS
+
+    joined = list(stored) + [c for c in wanted if c not in stored]
+    order = {c: i for i, c in enumerate(PAPER_CONFIGS)}
+    return sorted(joined, key=lambda c: order.get(c, len(order)))
+
+
 def ensure_profile(run_path: Path, profile: Profile) -> None:
-    """Record the profile of a new run; refuse to add folds made with different settings."""
+    """Record the profile of a new run; refuse to add folds made with different settings.
+
+    The configurations are not such a setting: each trains on its own, so a run can gain some
+    (a profile that now lists more) and its ``profile.json`` then lists them all.
+    """
     path = Path(run_path) / "profile.json"
     if path.exists():
-        changed = profile_differences(json.loads(path.read_text()), profile)
+        stored = json.loads(path.read_text())
+        changed = [k for k in profile_differences(stored, profile) if k != "configs"]
         if changed:
             raise ValueError(
                 f"{path} was made with other settings (differences: {changed}). Finished folds "
                 f"of different settings must not be mixed: choose another run name "
                 f"(--run NAME) or move {run_path} away.")
+        configs = merged_configs(stored.get("configs", []), profile.configs)
+        if configs != stored.get("configs"):
+            write_text_atomic(path, json.dumps({**stored, "configs": configs}, indent=2) + "\n")
         return
     write_text_atomic(path, profile.to_json() + "\n")
 

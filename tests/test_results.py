@@ -51,6 +51,18 @@ def test_settings_must_match_but_new_settings_at_their_default_do_not_count(tmp_
     assert results.read_profile(run).batchnorm_momentum == profile.batchnorm_momentum
 
 
+def test_a_run_can_gain_configurations_but_keeps_the_ones_it_has(tmp_path):
+    run = results.run_dir("r", tmp_path)
+    profile = get_profile("tiny").replace(configs=("off_the_shelf", "from_scratch"))
+    results.ensure_profile(run, profile)
+    results.ensure_profile(run, profile.replace(configs=("fine_tune_1", "from_scratch")))
+    assert results.read_profile(run).configs == ("off_the_shelf", "fine_tune_1", "from_scratch")
+    # Only the configurations: any other setting is still refused.
+    with pytest.raises(ValueError, match="image_size"):
+        results.ensure_profile(run, profile.replace(configs=("fine_tune_3",), image_size=48))
+    assert results.read_profile(run).configs == ("off_the_shelf", "fine_tune_1", "from_scratch")
+
+
 def test_fold_assignment_is_stored_once_and_checked(tmp_path):
     run = results.run_dir("r", tmp_path)
     folds = pd.DataFrame({"image_id": ["a", "b"], "label": ["Normal", "COVID-19"],
