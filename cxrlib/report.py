@@ -726,6 +726,138 @@ def comparison_figure(run_path: str | Path, n: int):
     return fig
 
 
+# --------------------------------------------------------------------------------------------
+# Fine-tuning: the figures against the number of trainable blocks (the paper's Table 4)
+
+BLOCK_METRICS = ("acc_7class", "sensitivity", "specificity")
+
+
+def fine_tune_blocks(run_path: str | Path) -> list[int]:
+    """The numbers of trainable blocks of the paper's Table 4 and of the run, ascending."""
+    ours = [parse_config(c)[1] for c in run_configs(run_path) if c.startswith("fine_tune_")]
+    return sorted({parse_config(c)[1] for c in FINE_TUNE_CONFIGS} | set(ours))
+
+
+def blocks_table(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
+                 seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """One row per (trainable blocks, metric): our figure with its 95% interval and the number
+    of folds it pools (NaN and 0 where none is stored), and the paper's (NaN where it prints
+    none). Percent; ``acc_7class`` is the accuracy over the run's classes."""
+    rows = []
+    for blocks in fine_tune_blocks(run_path):
+        config = f"fine_tune_{blocks}"
+        summary = config_summary(run_path, config, n_boot, seed)
+        folds = 0 if summary is None else int(summary["n_folds"].iloc[0])
+        for metric in BLOCK_METRICS:
+            value, low, high, _ = _our_figure(summary, metric)
+            reported = paper_figure(config, metric)
+            rows.append({"blocks": blocks, "metric": metric, "ours": value, "ci_low": low,
+                         "ci_high": high, "folds": folds,
+                         "paper": math.nan if reported is None else float(reported)})
+    return pd.DataFrame(rows, columns=["blocks", "metric", "ours", "ci_low", "ci_high", "folds",
+                                       "paper"])
+
+
+def runs_with_fine_tuning(run_path: str | Path) -> list[Path]:
+    """The run, then every other stored real-data run with fine-tuning results (e.g. a reduced
+    CPU run beside a GPU one), for :func:`blocks_figure`."""
+    run_path = as_run_path(run_path)
+    others = []
+    for name in _runs_with_results(run_path.parent):
+        other = run_path.parent / name
+        profile = run_profile(other)
+        if other != run_path and profile is not None and profile.dataset == "real" and any(
+                c.startswith("fine_tune_") and has_results(other, c) for c in run_configs(other)):
+            others.append(other)
+    return [run_path, *others]
+
+
+def blocks_figure(run_paths, n_boot: int = BOOTSTRAP_REPLICATES):
+    """Accuracy, sensitivity and specificity against the number of trainable blocks: each run's
+    figures with their 95% intervals (the folds each pools written beside it) and the paper's
+    as crosses."""
+    run_paths = [as_run_path(p) for p in ([run_paths] if isinstance(run_paths, (str, Path))
+                                          else run_paths)]
+    tables = [(p, blocks_table(p, n_boot)) for p in run_paths]
+    fig, axes = _figure(1, len(BLOCK_METRICS), figsize=(10.5, 3.4), sharex=True)
+    markers = "osD^v"
+    for ax, metric in zip(axes, BLOCK_METRICS):
+        for i, (path, table) in enumerate(tables):
+            rows = table[(table["metric"] == metric) & (table["folds"] > 0)]
+            offset = 0.18 * (i - (len(tables) - 1) / 2)
+            profile = run_profile(path)
+            n_folds = profile.n_folds if profile is not None else 0
+            ax.errorbar(rows["blocks"] + offset, rows["ours"],
+                        yerr=[rows["ours"] - rows["ci_low"], rows["ci_high"] - rows["ours"]],
+                        fmt=markers[i % len(markers)], ms=4, capsize=2, lw=1,
+                        label=f"ours: {path.name}")
+            for _, row in rows.iterrows():
+                if row["folds"] < n_folds:
+                    ax.annotate(f"{int(row['folds'])}/{n_folds}", (row["blocks"] + offset,
+                                row["ci_low"]), textcoords="offset points", xytext=(0, -9),
+                                ha="center", fontsize=6)
+        paper_rows = tables[0][1][tables[0][1]["metric"] == metric].dropna(subset=["paper"])
+        ax.plot(paper_rows["blocks"], paper_rows["paper"], "kx:", ms=6, lw=0.8, label="paper")
+        label = ("accuracy over the run's classes (paper: 7)" if metric == "acc_7class"
+                 else METRIC_LABELS[metric])
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("trainable blocks")
+        ax.set_xticks(fine_tune_blocks(run_paths[0]))
+        ax.set_ylabel("%")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.suptitle("Fine-tuning: figures against the number of trainable blocks "
+                 "(bars: 95% patient-level intervals; k/n: folds stored)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def _trend_word(values: list[float]) -> str:
+    steps = np.diff(values)
+    if len(values) < 3:
+        return "too few configurations to tell"
+    if (steps > 0).all():
+        return "rises with every step"
+    if (steps < 0).all():
+        return "falls with every step"
+    return "does not move steadily with the number of blocks"
+
+
+def blocks_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES) -> dict:
+    """The fine-tuning trend as glue phrases: each number of blocks' accuracy (ours, with the
+    folds pooled, and the paper's), the shape of each trend and the best number of blocks."""
+    table = blocks_table(run_path, n_boot)
+    accuracy = table[table["metric"] == "acc_7class"]
+    done = accuracy[accuracy["folds"] > 0]
+    profile = run_profile(run_path)
+    n_folds = profile.n_folds if profile is not None else 0
+
+    def item(row) -> str:
+        folds = "" if row["folds"] >= n_folds else f", {int(row['folds'])} of {n_folds} folds"
+        return f"{int(row['blocks'])}: {row['ours']:.1f}%{folds}"
+
+    missing = [str(int(b)) for b in accuracy.loc[accuracy["folds"] == 0, "blocks"]]
+    paper_rows = accuracy.dropna(subset=["paper"])
+    out = {
+        "blocks_ours_text": "; ".join(item(r) for _, r in done.iterrows()) or "none stored yet",
+        "blocks_missing_text": ", ".join(missing) if missing else "none",
+        "blocks_paper_text": "; ".join(f"{int(r['blocks'])}: {r['paper']:.1f}%"
+                                       for _, r in paper_rows.iterrows()),
+        "blocks_ours_trend": _trend_word(list(done["ours"])),
+        "blocks_paper_trend": _trend_word(list(paper_rows["paper"])),
+        "blocks_ours_best": "none" if done.empty else
+        f"{int(done.loc[done['ours'].idxmax(), 'blocks'])} blocks",
+        "blocks_paper_best": f"{int(paper_rows.loc[paper_rows['paper'].idxmax(), 'blocks'])} "
+                             f"blocks",
+    }
+    span = done["ours"].max() - done["ours"].min() if len(done) > 1 else math.nan
+    out["blocks_ours_span"] = "n/a" if math.isnan(span) else f"{span:.1f} percentage points"
+    paper_span = paper_rows["paper"].max() - paper_rows["paper"].min()
+    out["blocks_paper_span"] = f"{paper_span:.1f} percentage points"
+    return out
+
+
 def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     """A comparison frame compact enough for a book page (the caveats: :func:`comparison_notes`).
 

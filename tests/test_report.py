@@ -354,3 +354,35 @@ def test_book_chapters_execute(stores, run, monkeypatch):
         else:
             assert ("no finished folds" if chapter == "results"
                     else "No finished folds yet (Off-the-shelf features") in text, chapter
+
+
+def test_fine_tuning_against_the_number_of_blocks(stores, tmp_path):
+    bundle = stores["bundle"]
+    table = report.blocks_table(bundle, n_boot=50)
+    assert sorted(table["blocks"].unique()) == [1, 3, 5, 7, 9, 11]
+    ours = table[table["folds"] > 0]
+    assert set(ours["blocks"]) == {3} and (ours["folds"] == N_FOLDS).all()
+    accuracy = ours.set_index("metric").loc["acc_7class"]
+    expected = report.config_summary(bundle, "fine_tune_3", 50).set_index("metric")
+    assert accuracy["ours"] == pytest.approx(100 * expected.loc["accuracy", "value"])
+    assert accuracy["ci_low"] <= accuracy["ours"] <= accuracy["ci_high"]
+    paper_seven = table[table["metric"] == "acc_7class"].set_index("blocks")["paper"]
+    assert paper_seven[7] == pytest.approx(43.43) and paper_seven[11] == pytest.approx(75.67)
+    assert math.isnan(table.set_index(["blocks", "metric"]).loc[(1, "specificity"), "paper"])
+
+    numbers = report.blocks_numbers(bundle, n_boot=50)
+    assert numbers["blocks_missing_text"] == "1, 5, 7, 9, 11"
+    assert numbers["blocks_ours_text"].startswith("3: ") and "folds" not in \
+        numbers["blocks_ours_text"]
+    assert numbers["blocks_ours_trend"] == "too few configurations to tell"
+    assert numbers["blocks_paper_trend"] == "does not move steadily with the number of blocks"
+    assert numbers["blocks_paper_best"] == "11 blocks"
+    assert numbers["blocks_paper_span"] == "32.2 percentage points"
+
+    # Another real run with fine-tuning results joins the figure; a synthetic one does not.
+    runs = report.runs_with_fine_tuning(bundle)
+    assert runs[0] == bundle and stores["synthetic"] not in runs
+    fig = report.blocks_figure(runs, n_boot=50)
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() == "trainable blocks" for ax in fig.axes)
+    plotted = [len(line.get_xdata()) for line in fig.axes[0].lines]
+    assert 6 in plotted  # the paper's six crosses
