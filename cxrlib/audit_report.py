@@ -179,7 +179,7 @@ def prose_numbers(run_path: str | Path) -> dict:
     n["audit_folds_text"] = "no run yet" if profile is None else (
         f"all {profile.n_folds} test folds" if folds is None else
         f"test fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of "
-        f"{profile.n_folds} (to keep the demonstration within its time budget)")
+        f"{profile.n_folds} (to keep the run within its time budget on a CPU)")
     n["audit_config"] = audit_settings(profile).config if profile else "from_scratch"
 
     patient = read_table(run_path, "patient_folds")
@@ -377,6 +377,17 @@ def percent_table(table: pd.DataFrame, columns) -> pd.DataFrame:
         if column in out:
             out[column] = 100 * out[column]
     return out
+
+
+def other_run_sentence(run_path: str | Path) -> str:
+    """What another real-data run's audit covers and what its evidence says of the paper's
+    reading of the from-scratch features as possible biomarkers."""
+    from .verdict import biomarker_verdict
+
+    n = prose_numbers(run_path)
+    word, tests = biomarker_verdict(collect_evidence(run_path))
+    return (f"Its retrainings cross-validate {n['audit_folds_text']}. The reading of the "
+            f"from-scratch features as possible biomarkers: {word} ({tests}).")
 
 
 def real_data_figures(results_root: str | Path | None = None) -> pd.DataFrame:

@@ -373,6 +373,10 @@ def test_every_experiment_stores_its_table(audited):
     numbers = audit_report.prose_numbers(audited)
     assert numbers["audit_probe_text"] != audit_report.NOT_RUN
     assert numbers["audit_external_kind"].startswith("another collection")
+    sentence = audit_report.other_run_sentence(audited)
+    assert "test fold 0 of 2" in sentence and "lungs blacked out" in sentence
+    assert any(f": {word} (" in sentence for word in ("supported", "not supported",
+                                                        "cannot tell"))
 
 
 def test_saliency_and_randomisation_tables(audited):
