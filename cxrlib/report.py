@@ -30,6 +30,9 @@ import pandas as pd
 from . import metrics, paper, paths, results
 from .profiles import PAPER_CONFIGS, PROFILES, Profile, parse_config
 
+#: The paper's protocol (image size, folds), against which a real-data run is comparable.
+_PAPER_PROTOCOL = PROFILES["paper"]
+
 #: Bootstrap settings for every interval the report shows (report settings, not run settings:
 #: they change no stored result, only how it is summarised).
 BOOTSTRAP_REPLICATES = 1000
@@ -571,6 +574,17 @@ def paper_table(n: int) -> pd.DataFrame:
     raise ValueError(f"the paper has Tables 1 to 7; there is no Table {n}")
 
 
+def protocol_difference(profile: Profile) -> str:
+    """How a real-data profile departs from the paper's protocol in what changes the task (the
+    image size), "" when it does not: a reduced profile's figures are not the paper's
+    experiment. (Fewer folds or epochs estimate the same figure less well; the book shows
+    their spread and intervals.)"""
+    size = _PAPER_PROTOCOL.image_size
+    if profile.image_size != size:
+        return (f"a reduced protocol: {profile.image_size} px images, not the paper's {size}")
+    return ""
+
+
 def comparability(run_path: str | Path, metric: str) -> tuple[bool, str]:
     """Whether our figure ``metric`` ("acc_7class", a 2-class metric, or "matrix7"/"matrix2")
     compares like for like with the paper's, and if not (or only partly) why."""
@@ -579,6 +593,8 @@ def comparability(run_path: str | Path, metric: str) -> tuple[bool, str]:
         return False, NO_RESULTS
     if profile.dataset != "real":
         return False, "synthetic demonstration data: shows the method, not comparable"
+    if protocol_difference(profile):
+        return False, protocol_difference(profile)
     classes = tuple(profile.classes)
     if classes == paper.CLASSES:
         return True, ""

@@ -92,7 +92,8 @@ def collect_evidence(run_path: str | Path) -> dict:
     config = audit_settings(profile).config if profile else "from_scratch"
     evidence: dict = {"config": config, "synthetic": profile is None or
                       profile.dataset != "real",
-                      "classes": tuple(profile.classes) if profile else ()}
+                      "classes": tuple(profile.classes) if profile else (),
+                      "protocol": _protocol_difference(profile)}
     headline = read_table(run_path, "uncertainty")
     for metric in ("accuracy", "acc_2class"):
         evidence[metric] = table_figure(headline, {"model": config, "metric": metric})
@@ -145,6 +146,12 @@ def collect_evidence(run_path: str | Path) -> dict:
     return evidence
 
 
+def _protocol_difference(profile) -> str:
+    from .report import protocol_difference
+
+    return protocol_difference(profile) if profile is not None else ""
+
+
 def _paper_fraction(config: str, metric: str) -> float | None:
     from .report import paper_figure
 
@@ -157,10 +164,12 @@ def _missing(*items) -> bool:
 
 
 def _reproduction(ours: Figure | None, reported: float | None, t: Thresholds,
-                  comparable: bool) -> tuple[str, str]:
+                  comparable: bool, protocol: str = "") -> tuple[str, str]:
     if ours is None or reported is None:
         return CANNOT_TELL, "no result yet"
     text = f"ours {ours.text()} against the paper's {100 * reported:.1f}%"
+    if protocol:
+        return CANNOT_TELL, text + f" ({protocol})"
     if not comparable:
         return CANNOT_TELL, text + " (another class set: not the same task)"
     if ours.high >= reported - t.reproduce_margin:
@@ -178,15 +187,17 @@ def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.Dat
     rows = []
     seven = tuple(evidence.get("classes", ())) == paper.CLASSES
 
+    protocol = evidence.get("protocol", "")
     verdict, text = _reproduction(evidence.get("acc_2class"), evidence.get("paper_acc_2class"),
-                                  t, comparable=True)
+                                  t, comparable=True, protocol=protocol)
     rows.append(("Trained from scratch, the network tells COVID-19 from the other classes with "
                  "about 99% accuracy.", verdict, text,
                  f"reproduced if our 95% interval reaches the paper's figure minus "
-                 f"{100 * t.reproduce_margin:.0f} points"))
+                 f"{100 * t.reproduce_margin:.0f} points (a run of a reduced protocol cannot "
+                 f"tell)"))
 
     verdict, text = _reproduction(evidence.get("accuracy"), evidence.get("paper_accuracy"), t,
-                                  comparable=seven)
+                                  comparable=seven, protocol=protocol)
     rows.append(("Over all seven classes it is right about 88% of the time.", verdict, text,
                  "as above; only comparable on the paper's seven classes"))
 

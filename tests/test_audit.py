@@ -270,6 +270,15 @@ def test_verdicts_on_evidence_of_disease_features():
     assert verdicts(dict(careless, randomised_spearman=0.2))[4] == "not supported"
 
 
+def test_a_reduced_protocol_cannot_tell_whether_the_paper_is_reproduced():
+    evidence = shortcut_evidence(protocol="a reduced protocol: 64 px images, not the paper's 200")
+    table = verdict.verdict_table(evidence)
+    assert list(table["verdict"][:2]) == ["cannot tell", "cannot tell"]
+    assert "64 px" in table["evidence"].iloc[0]
+    # The shortcut tests do not depend on the protocol.
+    assert table["verdict"].iloc[4] == verdict.verdict_table(shortcut_evidence())["verdict"].iloc[4]
+
+
 def test_missing_or_incomparable_evidence_cannot_tell():
     empty = {"classes": ("COVID-19", "Normal")}
     assert set(verdicts(empty)) == {"cannot tell"}

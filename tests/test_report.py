@@ -37,6 +37,8 @@ def write_store(root, name: str, dataset: str, classes, configs=WRITTEN_CONFIGS,
     """A run with ``N_FOLDS`` folds of each of ``configs``; returns its folder."""
     profile = get_profile("tiny").replace(name=name, dataset=dataset, classes=tuple(classes),
                                           n_folds=N_FOLDS)
+    if dataset == "real":  # the paper's image size: a real run comparable with the paper
+        profile = profile.replace(image_size=200)
     run_path = results.run_dir(name, root)
     results.ensure_profile(run_path, profile)
     rng = np.random.default_rng(1)
@@ -386,3 +388,16 @@ def test_fine_tuning_against_the_number_of_blocks(stores, tmp_path):
     assert len(fig.axes) == 3 and all(ax.get_xlabel() == "trainable blocks" for ax in fig.axes)
     plotted = [len(line.get_xdata()) for line in fig.axes[0].lines]
     assert 6 in plotted  # the paper's six crosses
+
+
+def test_a_reduced_protocol_is_never_comparable(stores, tmp_path):
+    reduced = write_store(tmp_path, "paper-bundle-cpu", "real", BUNDLE_CLASSES,
+                          configs=("from_scratch",))
+    profile = results.read_profile(reduced).replace(image_size=64)
+    (reduced / "profile.json").write_text(profile.to_json())
+    for metric in ("acc_2class", "acc_7class", "matrix2"):
+        comparable, why = report.comparability(reduced, metric)
+        assert not comparable and "64 px images, not the paper's 200" in why
+    assert report.comparability(stores["bundle"], "acc_2class")[0]
+    table = report.comparison_table(reduced, 5, n_boot=50)
+    assert not table["comparable"].any()
