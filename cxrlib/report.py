@@ -1053,6 +1053,62 @@ def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
     return {k: _plain(v) for k, v in numbers.items()}
 
 
+def _points_against(ours: float, low: float, high: float, reported: float) -> str:
+    """``-3.99 percentage points (ours 95.19% [94.38, 95.99] against the paper's 99.18%)``."""
+    if math.isnan(ours):
+        return "not available (no finished folds)"
+    return (f"{ours - reported:+.2f} percentage points (ours {ours:.2f}% [{low:.2f}, "
+            f"{high:.2f}] against the paper's {reported:.2f}%)")
+
+
+#: A curated image whose source file was exactly this size is a copy squashed to a square by
+#: whoever shared it (the shared bundle's Kermany copies, see shared/data/PROVENANCE.md).
+SQUASHED_SIDE = 224
+
+
+def difference_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES) -> dict:
+    """Glue phrases for where a real run's headline figures differ from the paper's and what in
+    the data may explain it: each 2-class figure of the off-the-shelf and from-scratch
+    strategies against the paper's, the COVID-19 images against the paper's count, the classes
+    missing, and the share of Kermany images that reached us squashed to a square."""
+    from .book import curated_manifest
+
+    run_path = as_run_path(run_path)
+    profile = run_profile(run_path)
+    if profile is None or profile.dataset != "real":
+        keys = [f"gap_{c}_{m}_text" for c in ("off_the_shelf", "from_scratch")
+                for m in TWO_CLASS_METRICS]
+        keys += ["gap_missing_classes_text", "gap_covid_count_text", "gap_squashed_share_text"]
+        return dict.fromkeys(keys, "not compared (no real-data run)")
+    out: dict = {}
+    for config in ("off_the_shelf", "from_scratch"):
+        summary = config_summary(run_path, config, n_boot)
+        for metric in TWO_CLASS_METRICS:
+            reported = paper_figure(config, metric)
+            value, low, high, _ = _our_figure(summary, metric)
+            out[f"gap_{config}_{metric}_text"] = (
+                "not printed by the paper" if reported is None else
+                _points_against(value, low, high, float(reported)))
+    classes = run_classes(run_path)
+    missing = [c for c in paper.CLASSES if c not in classes]
+    out["gap_missing_classes_text"] = ", ".join(missing) if missing else "none"
+    manifest = curated_manifest(run_path)
+    kept = None if manifest is None else manifest[manifest["excluded"].fillna("") == ""]
+    reported = paper.class_counts()[paper.POSITIVE_CLASS]
+    out["gap_covid_count_text"] = (
+        f"unknown (no curation manifest) against the paper's {reported}" if kept is None else
+        f"{int((kept['label'] == paper.POSITIVE_CLASS).sum())} against the paper's {reported}")
+    kermany = None if kept is None else kept[kept["source"] == "kermany"]
+    if kermany is None or kermany.empty or "orig_width" not in kermany:
+        out["gap_squashed_share_text"] = "unknown"
+    else:
+        width, height = (pd.to_numeric(kermany[c], errors="coerce")
+                         for c in ("orig_width", "orig_height"))
+        squashed = (width == SQUASHED_SIDE) & (height == SQUASHED_SIDE)
+        out["gap_squashed_share_text"] = f"{100 * squashed.mean():.0f}%"
+    return out
+
+
 def glue_numbers(numbers: dict) -> None:
     """Glue every number for the chapter's ``{glue:text}`` roles, without displaying them."""
     from myst_nb import glue

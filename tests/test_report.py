@@ -401,3 +401,17 @@ def test_a_reduced_protocol_is_never_comparable(stores, tmp_path):
     assert report.comparability(stores["bundle"], "acc_2class")[0]
     table = report.comparison_table(reduced, 5, n_boot=50)
     assert not table["comparable"].any()
+
+
+def test_differences_from_the_paper_in_words(stores, tmp_path):
+    numbers = report.difference_numbers(stores["bundle"], n_boot=50)
+    ours = report.config_summary(stores["bundle"], "from_scratch", 50).set_index("metric")
+    gap = 100 * ours.loc["acc_2class", "value"] - 99.18
+    assert numbers["gap_from_scratch_acc_2class_text"].startswith(f"{gap:+.2f} percentage")
+    assert numbers["gap_off_the_shelf_specificity_text"] == "not printed by the paper"
+    assert numbers["gap_missing_classes_text"] == "Edema, Emphysema, Fibrosis"
+    assert numbers["gap_covid_count_text"].startswith("unknown")  # no manifest stored
+    # The synthetic run is not compared, but every phrase the chapter glues exists.
+    synthetic = report.difference_numbers(stores["synthetic"])
+    assert synthetic.keys() == numbers.keys()
+    assert set(synthetic.values()) == {"not compared (no real-data run)"}
