@@ -403,7 +403,8 @@ def test_a_reduced_protocol_is_never_comparable(stores, tmp_path):
     assert not table["comparable"].any()
 
 
-def test_differences_from_the_paper_in_words(stores, tmp_path):
+def test_differences_from_the_paper_in_words(stores, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "no-curated-data"))
     numbers = report.difference_numbers(stores["bundle"], n_boot=50)
     ours = report.config_summary(stores["bundle"], "from_scratch", 50).set_index("metric")
     gap = 100 * ours.loc["acc_2class", "value"] - 99.18
