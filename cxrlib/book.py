@@ -399,7 +399,10 @@ def cluster_benchmarks(root: Path | None = None) -> pd.DataFrame:
         for row in summary["rows"]:
             workers = row["workers"]
             rows.append({
-                "profile": summary["profile"], "units": summary["units"],
+                "profile": summary["profile"],
+                "configurations x folds": f"{', '.join(summary['configs'])} x "
+                                          f"{len(summary['folds'])}",
+                "units": summary["units"],
                 "where": "in-process loop" if workers is None else
                          f"local Dask cluster, {workers} worker{'s' if workers != 1 else ''}",
                 "wall time (min)": round(row["wall_seconds"] / 60, 1),
