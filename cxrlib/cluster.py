@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cv, paths, results
-from .profiles import Profile, get_profile, parse_config
+from .profiles import Profile, get_profile
 
 #: The worker resource a GPU task asks for; a GPU worker offers one, so two never share a device.
 GPU_RESOURCE = "GPU"
@@ -306,14 +306,7 @@ class UnitsFailed(RuntimeError):
 
 def chosen_units(profile: Profile, configs=None, folds=None) -> list[tuple[str, int]]:
     """Every (configuration, fold) asked for, checked as :func:`cxrlib.cv.run_profile` does."""
-    configs = list(profile.configs if configs is None else configs)
-    for config in configs:
-        parse_config(config)
-    folds = list(range(profile.n_folds) if folds is None else folds)
-    bad = [f for f in folds if not 0 <= f < profile.n_folds]
-    if bad:
-        raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
-                         f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    configs, folds = cv.checked_selection(profile, configs, folds)
     return [(c, f) for c in configs for f in folds]
 
 

@@ -335,6 +335,20 @@ def target_classes(profile: Profile, folds: pd.DataFrame) -> tuple[str, ...]:
     return tuple(profile.classes)
 
 
+def checked_selection(profile: Profile, configs=None, folds=None) -> tuple[list[str], list[int]]:
+    """The configurations (default: the profile's) and folds (default: all) asked for, each
+    checked: an unknown configuration or a fold out of range is refused before any training."""
+    configs = list(profile.configs if configs is None else configs)
+    for config in configs:
+        parse_config(config)
+    folds = list(range(profile.n_folds) if folds is None else folds)
+    bad = [f for f in folds if not 0 <= f < profile.n_folds]
+    if bad:
+        raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
+                         f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    return configs, folds
+
+
 def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,
                 data_dir=None, results_root=None, curated=None, weights="imagenet",
                 log: Log = log_line, save_weights_folds=(), executor: str = "local") -> Path:
@@ -350,14 +364,7 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
     (configuration, fold) to a Dask cluster (:mod:`cxrlib.cluster`), with the same results.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    configs = list(profile.configs if configs is None else configs)
-    for config in configs:
-        parse_config(config)
-    folds = list(range(profile.n_folds) if folds is None else folds)
-    bad = [f for f in folds if not 0 <= f < profile.n_folds]
-    if bad:
-        raise ValueError(f"fold(s) {bad} out of range: profile {profile.name!r} has "
-                         f"{profile.n_folds} folds, numbered 0..{profile.n_folds - 1}")
+    configs, folds = checked_selection(profile, configs, folds)
     if executor != "local":
         # Imported here: the cluster runner sits above this module (it calls run_fold).
         from .cluster import run_with_executor
