@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from .errors import UserError
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -42,3 +45,26 @@ def default_data_dir() -> Path | None:
         return Path(value).expanduser().resolve()
     shared = root().parent / "shared" / "data"
     return shared.resolve() if shared.is_dir() else None
+
+
+# A run name becomes a folder under results/, runs/ and data/curated/: it must be a name, never a
+# path, or ``--run ../../etc`` would write outside the project.
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+RUN_NAME_RULE = ("letters, digits, '-', '_' and '.', not starting with '.' "
+                 "(e.g. paper-bundle_grouping-patient)")
+
+
+def check_run_name(name: str, what: str = "run name") -> str:
+    """``name`` if it is a valid run (or curated set) name; a :class:`UserError` otherwise."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name):
+        raise UserError(f"{what} {name!r} is not a name", f"use {RUN_NAME_RULE}")
+    return name
+
+
+def inside(root_dir: Path, path: Path) -> Path:
+    """``path``, after checking that it lies under ``root_dir`` (where everything of a run goes)."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(Path(root_dir).resolve()):
+        raise UserError(f"{path} lies outside {root_dir}",
+                        "run names and configuration names must not contain '/' or '..'")
+    return resolved
