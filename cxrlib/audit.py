@@ -41,6 +41,7 @@ import pandas as pd
 
 from . import cv, dataset, metrics, paper, regions, results
 from .profiles import Profile, audit_settings
+from .runs import fold_classes, run_configs
 
 AUDIT_FOLDER = "audit"
 N_BOOT = 1000
@@ -640,7 +641,7 @@ def external_evaluation(run_path: str | Path, config: str, fold: int,
     """
     from . import explain
 
-    classes = explain.run_target_classes(run_path, config, fold)
+    classes = fold_classes(run_path, config, fold)
     unknown = sorted(set(external["label"]) - set(classes))
     if unknown:
         raise ValueError(f"external images of class(es) {unknown} that {Path(run_path).name} "
@@ -734,8 +735,6 @@ def headline_uncertainty(run_path: str | Path, statistics: pd.DataFrame | None =
     the majority-class rule (whose 2-class accuracy is the "never COVID-19" rule's when Normal
     is the largest class) and, if given, the image-statistics classifiers' out-of-fold
     predictions (:func:`image_statistics`)."""
-    from .report import run_configs
-
     run_path = Path(run_path)
     frames = []
     reference = None
@@ -767,8 +766,6 @@ def headline_uncertainty(run_path: str | Path, statistics: pd.DataFrame | None =
 def strategy_differences(run_path: str | Path, config: str, n_boot: int = N_BOOT,
                          seed: int = SEED) -> pd.DataFrame:
     """``config``'s accuracy minus every other configuration's, paired on the same images."""
-    from .report import run_configs
-
     run_path = Path(run_path)
     ours = predictions(run_path, config)
     rows = []

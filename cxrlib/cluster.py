@@ -46,6 +46,7 @@ from pathlib import Path
 
 from . import cv, paths, results
 from .profiles import Profile, get_profile
+from .runs import run_name
 
 #: The worker resource a GPU task asks for; a GPU worker offers one, so two never share a device.
 GPU_RESOURCE = "GPU"
@@ -429,7 +430,7 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     units = chosen_units(profile, configs, folds)
-    run_path = results.run_dir(run or profile.name, results_root)
+    run_path = results.run_dir(run_name(run, profile), results_root)
     results.ensure_profile(run_path, profile)
     todo = [(c, f) for c, f in units if not results.is_done(run_path, c, f)]
     for config, fold in [u for u in units if u not in todo]:

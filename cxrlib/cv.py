@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import dataset, env, paths, results
 from .profiles import PROFILES, Profile, get_profile, parse_config
+from .runs import run_name, target_classes
 
 Log = Callable[[str], None]
 # TensorFlow's C++ start-up notices would fill every log and notebook (errors still show).
@@ -327,14 +328,6 @@ def as_normal(manifest: pd.DataFrame, normal_label: str) -> pd.DataFrame:
     return manifest.assign(label=manifest["label"].replace({normal_label: "Normal"}))
 
 
-def target_classes(profile: Profile, folds: pd.DataFrame) -> tuple[str, ...]:
-    """What the network predicts: the profile's classes, or for ``target="source"`` the
-    collections of the images, sorted."""
-    if profile.target == "source":
-        return tuple(sorted(folds["source"].unique()))
-    return tuple(profile.classes)
-
-
 def checked_selection(profile: Profile, configs=None, folds=None) -> tuple[list[str], list[int]]:
     """The configurations (default: the profile's) and folds (default: all) asked for, each
     checked: an unknown configuration or a fold out of range is refused before any training."""
@@ -372,7 +365,7 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
         return run_with_executor(executor, profile, configs=configs, folds=folds, run=run,
                                  data_dir=data_dir, results_root=results_root, curated=curated,
                                  weights=weights, log=log, save_weights_folds=save_weights_folds)
-    run_path = results.run_dir(run or profile.name, results_root)
+    run_path = results.run_dir(run_name(run, profile), results_root)
     results.ensure_profile(run_path, profile)
 
     todo = [(c, f) for c in configs for f in folds if not results.is_done(run_path, c, f)]

@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import metrics, regions, results
 from .profiles import parse_config
+from .runs import fold_classes
 
 #: Candidate layers for Grad-CAM, top first (output strides 32, 16 and 8).
 GRADCAM_LAYERS: tuple[str, ...] = ("out_relu", "block_12_add", "block_5_add")
@@ -67,15 +68,6 @@ def saved_folds(run_path: str | Path, config: str) -> list[int]:
             if weights_file(run_path, config, f).is_file()]
 
 
-def run_target_classes(run_path: str | Path, config: str, fold: int) -> tuple[str, ...]:
-    """The classes a fold's network answers with, in its output order (from its predictions)."""
-    pred = results.read_predictions(Path(run_path), config, folds=[fold])
-    if pred.empty:
-        raise FileNotFoundError(f"{run_path}: {config} fold {fold} has no stored predictions: "
-                                f"run `python -m cxrlib run ... --configs {config} --folds {fold}`")
-    return metrics.classes_of(pred)
-
-
 def fold_model(run_path: str | Path, config: str, fold: int):
     """The network of one finished fold, rebuilt and loaded from its kept weights (cached)."""
     path = weights_file(run_path, config, fold)
@@ -93,7 +85,7 @@ def _cached_model(run_path: str, config: str, fold: int, mtime: int):
 
     profile = results.read_profile(Path(run_path))
     strategy, blocks = parse_config(config)
-    classes = run_target_classes(run_path, config, fold)
+    classes = fold_classes(run_path, config, fold)
     model = build_model(strategy, profile.image_size, len(classes), blocks, weights=None,
                         rotation_degrees=profile.rotation_degrees,
                         shift_pixels=profile.shift_pixels_at_200 * profile.image_size / 200,
@@ -195,7 +187,7 @@ def gradcam_for_images(run_path: str | Path, config: str, fold: int, images: np.
     images (N, S, S) and ``classes`` one class name per image.
     """
     model = fold_model(run_path, config, fold)
-    order = run_target_classes(run_path, config, fold)
+    order = fold_classes(run_path, config, fold)
     unknown = sorted(set(classes) - set(order))
     if unknown:
         raise ValueError(f"{config} fold {fold} of {Path(run_path).name} answers with "
