@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout: cxrlib need not be installed
 
 
 def summed_train_seconds(run_path: Path) -> float:

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a checkout: cxrlib need not be installed
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 N_CLASSES = 7
 
@@ -105,7 +104,7 @@ def run_backend(backend: str, args) -> list[dict]:
     command = [sys.executable, __file__, "--worker", "--sizes", ",".join(map(str, args.sizes)),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--config",
                args.config, "--batch-size", str(args.batch_size)]
-    environment = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO))
+    environment = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run(command, env=environment, capture_output=True, text=True)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0:

@@ -433,11 +433,10 @@ def provide_imagenet_weights(root: Path, log=print) -> Path | None:
 
 
 def kernel_environment(root: Path, book_run: str | None = None) -> None:
-    """Settings the notebook kernels and the book build inherit from this process."""
-    pythonpath = os.environ.get("PYTHONPATH", "")
-    if str(root) not in pythonpath.split(os.pathsep):
-        # Kernels run in notebooks/ and book/: make the checkout's cxrlib importable there.
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), pythonpath) if p)
+    """Settings the notebook kernels and the book build inherit from this process.
+
+    The kernels import cxrlib as installed (``pip install --no-deps -e .``), wherever they run.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if book_run is not None:
         os.environ[BOOK_RUN_ENV] = book_run

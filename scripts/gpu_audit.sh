@@ -12,16 +12,21 @@
 # the carried paths .whl/ (keras, namex, optree wheels for its Python) and
 # data/curated/<the run's curated folder>; runs/jax-cache (XLA's compiled programs) helps.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 run=$1; seconds=$2; shift 2
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=(source-probe border-only lung-only adult-normal)
 out=${OUT:-/tmp/out}; mkdir -p "$out" logs
 export PYTHONUNBUFFERED=1 KERAS_BACKEND=${KERAS_BACKEND:-jax} XLA_PYTHON_CLIENT_PREALLOCATE=false
 if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
+  # Into a folder this Python searches by itself (its user site-packages; in a virtual
+  # environment, its own site-packages): no PYTHONPATH to set.
+  site=$(python3 -c "import site, sysconfig; print(site.getusersitepackages() if site.ENABLE_USER_SITE else sysconfig.get_paths()['purelib'])")
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+    --target "$site" .whl/*.whl || exit 1
 fi
+# cxrlib is this checkout's: every python3 here runs from the repository root (-m, -c).
+python3 -c "import keras, cxrlib" || { echo "keras or cxrlib cannot be imported" >&2; exit 1; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee logs/machine.txt
 start=$(date +%s)
 

@@ -17,6 +17,7 @@
 # curated folder>. Units already under results/PROFILE are skipped (the CV loop resumes), so
 # the same command continues a run in a later session once its results are back in the tree.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 profile=$1; seconds=$2; shift 2
 out=${OUT:-/tmp/out}; mkdir -p "$out" logs
 res=${CXRLIB_RESULTS:-results}; runs=${CXRLIB_RUNS:-runs}
@@ -24,10 +25,14 @@ export PYTHONUNBUFFERED=1 KERAS_BACKEND=${KERAS_BACKEND:-jax} KERAS_HOME=${KERAS
 wheels=${WHEELS:-.whl}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache
 if [ -d "$wheels" ] && [ -z "${SKIP_WHEELS:-}" ]; then
+  # Into a folder this Python searches by itself (its user site-packages; in a virtual
+  # environment, its own site-packages): no PYTHONPATH to set.
+  site=$(python3 -c "import site, sysconfig; print(site.getusersitepackages() if site.ENABLE_USER_SITE else sysconfig.get_paths()['purelib'])")
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site "$wheels"/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+    --target "$site" "$wheels"/*.whl || exit 1
 fi
+# cxrlib is this checkout's: every python3 here runs from the repository root (-m, -c).
+python3 -c "import keras, cxrlib" || { echo "keras or cxrlib cannot be imported" >&2; exit 1; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   python3 -c "import keras, jax; print('keras', keras.__version__, keras.backend.backend(), jax.devices())"
 } 2>&1 | tee logs/machine.txt

@@ -343,7 +343,6 @@ def audited(tmp_path_factory):
     for name, folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
                          ("CXRLIB_CURATED", "curated")):
         patch.setenv(name, str(work / folder))
-    patch.setenv("PYTHONPATH", str(REPO))
     patch.delenv("CXRLIB_SHOW_REAL_IMAGES", raising=False)
     try:
         output = audit_command()

@@ -38,7 +38,7 @@ np.save(out, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
 
 
 def run_python(args, backend, **env):
-    environment = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO), **env)
+    environment = dict(os.environ, KERAS_BACKEND=backend, **env)
     done = subprocess.run([sys.executable, *args], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

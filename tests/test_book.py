@@ -57,8 +57,7 @@ def book(tmp_path_factory, standin_keras_home):
     """A tiny-profile book built from nothing, then rebuilt with nothing changed."""
     work = tmp_path_factory.mktemp("book")
     env = dict(os.environ, CXRLIB_RESULTS=str(work / "results"), CXRLIB_RUNS=str(work / "runs"),
-               CXRLIB_CURATED=str(work / "curated"), KERAS_HOME=str(standin_keras_home),
-               PYTHONPATH=str(ROOT))
+               CXRLIB_CURATED=str(work / "curated"), KERAS_HOME=str(standin_keras_home))
     env.pop("CXRLIB_BOOK_RUN", None)
     cold = run_book(env, work / "cold.log", "--output", str(work))
     warm = run_book(env, work / "warm.log", "--output", str(work))

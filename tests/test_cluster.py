@@ -53,7 +53,6 @@ def worker_environment(tmp_path, monkeypatch, standin_keras_home) -> Path:
     """What the worker processes inherit from this one; returns the run-records folder."""
     monkeypatch.setenv("KERAS_HOME", str(standin_keras_home))
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return tmp_path / "runs"
 

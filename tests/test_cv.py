@@ -157,7 +157,7 @@ def test_killed_run_resumes_without_losing_or_repeating_a_fold(tiny_curated, tmp
                "--configs", "off_the_shelf,fine_tune_1", "--curated", str(tiny_curated),
                "--results", str(results_root)]
     environment = dict(os.environ, KERAS_HOME=str(standin_keras_home), PYTHONUNBUFFERED="1",
-                       PYTHONPATH=str(REPO), CXRLIB_RUNS=str(tmp_path / "runs"))
+                       CXRLIB_RUNS=str(tmp_path / "runs"))
     first_log = tmp_path / "first.log"
     with open(first_log, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log,
@@ -246,7 +246,6 @@ def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_pat
     monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
     monkeypatch.setenv("CXRLIB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
     notebook = execute_notebook(name, tmp_path, profile="tiny", **parameters)
     run_path = tmp_path / "results" / "tiny"
     assert results.done_folds(run_path, config) == [int(parameters["folds"])]

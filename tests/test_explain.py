@@ -70,7 +70,7 @@ def outputs(tmp_path_factory):
     found = {}
     for k, backend in enumerate(BACKENDS):
         out = str(folder / backend)
-        env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(REPO),
+        env = dict(os.environ, KERAS_BACKEND=backend,
                    TF_CPP_MIN_LOG_LEVEL="3")
         done = subprocess.run([sys.executable, "-c", SCRIPT, str(weights), out,
                                "save" if k == 0 else "load"], cwd=REPO, env=env,

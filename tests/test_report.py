@@ -293,8 +293,7 @@ def execute(nb, cwd, env_vars, monkeypatch):
     """Run a notebook in a real kernel that inherits ``env_vars``; return the executed copy."""
     import nbclient
 
-    root = report.paths.root()
-    for name, value in {**env_vars, "PYTHONPATH": str(root)}.items():
+    for name, value in env_vars.items():
         monkeypatch.setenv(name, value)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
@@ -320,7 +319,7 @@ def test_results_notebook_runs_with_papermill(stores, tmp_path, monkeypatch):
 
     root = report.paths.root()
     nb = jupytext.read(root / "notebooks" / "05_results.py")
-    for name, value in {"CXRLIB_RESULTS": str(stores["root"]), "PYTHONPATH": str(root)}.items():
+    for name, value in {"CXRLIB_RESULTS": str(stores["root"])}.items():
         monkeypatch.setenv(name, value)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
