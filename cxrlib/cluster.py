@@ -22,15 +22,16 @@ existing scheduler, instead of running them one after another in this process:
   one line updated in place in a notebook). Each unit's own log (epochs, errors, which worker
   and how many attempts) is ``runs/<run>/cluster-logs/<config>-fold-<k>.log``.
 
-The workers must import this checkout's ``cxrlib`` and see the same results, curated data and
-run-record folders (one machine, or a shared file system on a cluster).
+The workers must import the same ``cxrlib`` (installed: ``pip install --no-deps -e .``) and
+see the same results, curated data and run-record folders (one machine, or a shared file
+system on a cluster).
 
 Command line: ``python -m cxrlib cluster --profile default [--workers 2] [--address ADDR]``;
-``python -m cxrlib run --executor dask`` is the same; notebooks 02-04 take ``executor``.
+``python -m cxrlib run --executor dask`` is the same; notebooks 02-04 take ``executor`` and
+call :func:`run_profile`. This module sits above :mod:`cxrlib.cv` (whose loop is local only).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -173,7 +174,7 @@ def slurm_cluster(config_file: str | Path, jobs: int | None = None):
 
 
 def parse_executor(executor: str) -> tuple[str | None, int | None]:
-    """``cv.run_profile``'s ``executor`` -> (scheduler address, workers).
+    """:func:`run_profile`'s ``executor`` -> (scheduler address, workers).
 
     ``"dask"``: a local cluster (address None), ``"dask:4"``: one of 4 workers; anything else
     is an address: ``tcp://host:8786`` (a running scheduler) or ``slurm:<config file>``.
@@ -419,7 +420,7 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
                    data_dir=None, results_root=None, curated=None, weights="imagenet",
                    address: str | None = None, n_workers: int | None = None,
                    save_weights_folds=(), gpu: bool | None = None, log=cv.log_line,
-                   progress_every: float = 10.0) -> Path:
+                   progress_every: float = 10.0, retrain_corrupt: bool = False) -> Path:
     """Cross-validate like :func:`cxrlib.cv.run_profile`, one Dask task per unfinished unit.
 
     ``address``: None or ``"local"`` (a local cluster of ``n_workers``, see
@@ -432,6 +433,7 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
     units = chosen_units(profile, configs, folds)
     run_path = results.run_dir(run_name(run, profile), results_root)
     results.ensure_profile(run_path, profile)
+    results.settle_corrupt(run_path, units, retrain=retrain_corrupt, log=log)
     todo = [(c, f) for c, f in units if not results.is_done(run_path, c, f)]
     for config, fold in [u for u in units if u not in todo]:
         log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
@@ -477,34 +479,23 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
     return run_path
 
 
-def run_with_executor(executor: str, profile: Profile, **options) -> Path:
-    """:func:`run_on_cluster` for ``cv.run_profile``'s ``executor`` (see :func:`parse_executor`)."""
+def run_with_executor(executor: str, profile: Profile | str, **options) -> Path:
+    """:func:`run_on_cluster` for an ``executor`` other than ``"local"`` (see
+    :func:`parse_executor`)."""
     address, n_workers = parse_executor(executor)
     return run_on_cluster(profile, address=address, n_workers=n_workers, **options)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
+def run_profile(profile: Profile | str, configs=None, folds=None, executor: str = "local",
+                **options) -> Path:
+    """Cross-validate a profile where ``executor`` says; the results are the same either way.
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    cv.add_arguments(parser)  # the run command's arguments; this one only adds where to run
-    parser.set_defaults(executor="dask")
-    parser.add_argument("--address", default=None,
-                        help="a running Dask scheduler (tcp://host:8786) or slurm:<config.yaml> "
-                             "(see examples/slurm_cluster.yaml); default: a local cluster")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="workers of the local cluster (default: one per GPU, else up to "
-                             f"{MAX_DEFAULT_CPU_WORKERS} CPU workers); SLURM: 'jobs' in its file")
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.address:
-        args.executor = args.address
-    elif args.workers:
-        args.executor = f"dask:{args.workers}"
-    try:
-        return cv.main(args)
-    except UnitsFailed as failed:
-        print(failed, file=sys.stderr)
-        return 1
+    ``"local"``: here, one fold after another (:func:`cxrlib.cv.run_profile`); ``"dask"``
+    (``"dask:N"``: N workers), a Dask scheduler's address or ``"slurm:<config file>"``: every
+    unfinished (configuration, fold) as a task on a Dask cluster (:func:`run_on_cluster`).
+    ``options`` are :func:`cxrlib.cv.run_profile`'s (run, data_dir, results_root, curated,
+    weights, log, save_weights_folds, retrain_corrupt). Returns the run's results folder.
+    """
+    if executor == "local":
+        return cv.run_profile(profile, configs=configs, folds=folds, **options)
+    return run_with_executor(executor, profile, configs=configs, folds=folds, **options)

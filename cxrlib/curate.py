@@ -36,7 +36,7 @@
    (``patient_id``: the smallest id of the joined group; ``source_patient_id``: the source's).
 8. **Output**, written into a temporary folder beside OUT and renamed at the end:
    ``manifest.csv``, ``images/<image_id>.jpg``, ``curation.json``. The same inputs and seed
-   give byte-identical ``manifest.csv`` and images (wall time is only in curation.json).
+   give a byte-identical folder (the wall time goes beside it, ``<folder>.timings.json``).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ import pandas as pd
 from . import imaging, paths
 from .dataset import MANIFEST_COLUMNS
 from .paper import CLASSES, class_counts
-from .profiles import Profile, get_profile
+from .profiles import Profile
 
 #: Bump when the curation's output for the same inputs changes (it is part of folder names).
 CURATION_VERSION = 1
@@ -645,9 +645,6 @@ def _write(out: Path, manifest: pd.DataFrame, jpegs: dict[str, bytes], summary: 
         manifest.to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
         summary["output"] = {"images": int(len(manifest)), "image_bytes": total,
                              "manifest_bytes": (tmp / "manifest.csv").stat().st_size}
-        summary["wall_time_seconds"] = {k: round(v, 2) for k, v in timing.items()}
-        summary["wall_time_seconds"]["total_s"] = round(time.perf_counter() - t0, 2)
-        summary["workers"] = workers
         (tmp / "curation.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
         if out.exists():
             os.replace(out, old)
@@ -658,64 +655,20 @@ def _write(out: Path, manifest: pd.DataFrame, jpegs: dict[str, bytes], summary: 
             os.replace(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    # How long it took is a record of this execution, not of the dataset: beside the folder, so
+    # the same sources, profile and seed give a byte-identical folder.
+    seconds = {k: round(v, 2) for k, v in timing.items()}
+    seconds["total_s"] = round(time.perf_counter() - t0, 2)
+    timings_path(out).write_text(json.dumps({"wall_time_seconds": seconds, "workers": workers},
+                                            indent=1) + "\n")
 
 
-# ---------------------------------------------------------------------------------------------
-# command line
+def timings_path(out: Path) -> Path:
+    """Where the wall time of the last curation into ``out`` is kept (beside the folder)."""
+    return Path(out).with_name(f"{Path(out).name}.timings.json")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", default=None,
-                        help="folder with the real sources (cohen/, kermany/, nih/, "
-                             "nih_rxtorax/); omit for the built-in synthetic set")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: the profile's folder under data/curated)")
-    parser.add_argument("--profile", default=None,
-                        help="take size, seed, multilabel and synthetic size from this profile "
-                             "(default: 'paper' with --data, else 'default')")
-    parser.add_argument("--size", type=int, default=None, help="image side in px")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
-                        help=f"classes to curate (default: all of {', '.join(CLASSES)})")
-    parser.add_argument("--extras", nargs="*", default=list(EXTRAS_DEFAULT),
-                        help="extra labels kept for the audit (default: 'No Finding'; give "
-                             "--extras with no value for none)")
-    parser.add_argument("--extras-max", type=int, default=EXTRAS_MAX_DEFAULT,
-                        help="at most this many images per extra label (real data)")
-    parser.add_argument("--multilabel", choices=("exclude", "first"), default=None)
-    parser.add_argument("--lateral", action="store_true", help="also keep Cohen's lateral views")
-    parser.add_argument("--per-class", type=int, default=None,
-                        help="synthetic images per class (default: the profile's)")
-    parser.add_argument("--style", choices=("paper", "external"), default="paper",
-                        help="synthetic collections: 'paper' (with the built-in shortcut) or "
-                             "'external' (same signs, no collection cues)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
-    parser.add_argument("--workers", type=int, default=None)
-
-
-def main(args) -> int:
-    profile = get_profile(args.profile or ("paper" if args.data else "default"))
-    if args.data is None and profile.dataset == "real":
-        data = paths.default_data_dir()
-        if data is None:
-            from .download import missing_data_message
-
-            print(missing_data_message(paths.root() / "data" / "sources"))
-            return 2
-        args.data = str(data)
-    overrides = {k: v for k, v in dict(image_size=args.size, seed=args.seed,
-                                       multilabel=args.multilabel,
-                                       synthetic_per_class=args.per_class).items()
-                 if v is not None}
-    if args.data is None:
-        overrides["dataset"] = "synthetic"
-    elif profile.dataset != "real":
-        overrides["dataset"] = "real"
-    profile = profile.replace(**overrides)
-    out = Path(args.out) if args.out else curated_dir_for(profile, args.style)
-    curate(out, data_dir=args.data, image_size=profile.image_size, seed=profile.seed,
-           classes=args.classes or CLASSES, extras=tuple(args.extras or ()),
-           multilabel=profile.multilabel, lateral=args.lateral, extras_max=args.extras_max,
-           synthetic_per_class=profile.synthetic_per_class, collection_style=args.style,
-           jpeg_quality=args.quality, workers=args.workers)
-    return 0
+def read_timings(out: Path) -> dict:
+    """The last curation's ``wall_time_seconds`` and ``workers`` ({} if not recorded)."""
+    path = timings_path(out)
+    return json.loads(path.read_text()) if path.is_file() else {}

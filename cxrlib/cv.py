@@ -23,7 +23,6 @@ Command line: ``python -m cxrlib run --profile default [--configs ...] [--folds 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -36,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from . import dataset, env, paths, results
-from .profiles import PROFILES, Profile, get_profile, parse_config
+from .profiles import Profile, get_profile, parse_config
 from .runs import run_name, target_classes
 
 Log = Callable[[str], None]
@@ -344,29 +343,24 @@ def checked_selection(profile: Profile, configs=None, folds=None) -> tuple[list[
 
 def run_profile(profile: Profile | str, configs=None, folds=None, run: str | None = None,
                 data_dir=None, results_root=None, curated=None, weights="imagenet",
-                log: Log = log_line, save_weights_folds=(), executor: str = "local") -> Path:
-    """Cross-validate ``configs`` (default: the profile's) on ``folds`` (default: all).
+                log: Log = log_line, save_weights_folds=None,
+                retrain_corrupt: bool = False) -> Path:
+    """Cross-validate ``configs`` (default: the profile's) on ``folds`` (default: all), here,
+    one fold after another.
 
     Finished folds are skipped. ``curated`` points to an already curated dataset (otherwise
-    the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). The trained
-    weights of the folds in ``save_weights_folds`` are kept for explanation. Returns the run's
-    results folder.
-
-    ``executor``: ``"local"`` trains here, one fold after another; ``"dask"`` (``"dask:N"``:
-    N workers), a Dask scheduler's address or ``"slurm:<config file>"`` hands every unfinished
-    (configuration, fold) to a Dask cluster (:mod:`cxrlib.cluster`), with the same results.
+    the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). Every fold's
+    trained weights are kept (:func:`weights_path`: for export and explanation), or only those
+    of the folds in ``save_weights_folds`` (``()``: none). Returns the run's results folder. To train on a Dask cluster instead, :func:`cxrlib.cluster.run_profile`
+    takes the same arguments and an ``executor``.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     configs, folds = checked_selection(profile, configs, folds)
-    if executor != "local":
-        # Imported here: the cluster runner sits above this module (it calls run_fold).
-        from .cluster import run_with_executor
-
-        return run_with_executor(executor, profile, configs=configs, folds=folds, run=run,
-                                 data_dir=data_dir, results_root=results_root, curated=curated,
-                                 weights=weights, log=log, save_weights_folds=save_weights_folds)
     run_path = results.run_dir(run_name(run, profile), results_root)
     results.ensure_profile(run_path, profile)
+    # A stored fold that cannot be read stops the run (or, asked to, trains again).
+    results.settle_corrupt(run_path, [(c, f) for c in configs for f in folds],
+                           retrain=retrain_corrupt, log=log)
 
     todo = [(c, f) for c in configs for f in folds if not results.is_done(run_path, c, f)]
     for config, fold in [(c, f) for c in configs for f in folds if (c, f) not in todo]:
@@ -383,7 +377,7 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
             log(f"{config} fold {fold + 1}/{profile.n_folds}: already done, skipped")
             continue
         run_fold(profile, config, fold, run_path, assignment, images, weights=weights, log=log,
-                 save_weights=fold in save_weights_folds)
+                 save_weights=save_weights_folds is None or fold in save_weights_folds)
     log(f"{len(todo)} fold(s) of {run_path.name} done in {time.perf_counter() - start:.0f}s")
     return run_path
 
@@ -422,33 +416,6 @@ def override_run_name(name: str, overrides: dict) -> str:
     return "_".join([name] + parts).replace("/", "-").replace(" ", "")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                        help="run profile (cxrlib/profiles.py); default: %(default)s")
-    parser.add_argument("--configs", default="",
-                        help="comma-separated configurations (default: the profile's), e.g. "
-                             "from_scratch,fine_tune_3")
-    parser.add_argument("--folds", default="", help="comma-separated folds, e.g. 0,1 "
-                                                    "(default: all)")
-    parser.add_argument("--run", default="", help="results run name (default: the profile's "
-                                                  "name, plus the overrides if any)")
-    parser.add_argument("--data", default=None, help="folder of the real sources")
-    parser.add_argument("--curated", default=None,
-                        help="an already curated dataset folder (skips curation)")
-    parser.add_argument("--results", default=None, help="results root (default: results/)")
-    parser.add_argument("--weights", default="imagenet",
-                        help="'imagenet' (Keras cache, $KERAS_HOME/models) or a weights file")
-    parser.add_argument("--save-weights-folds", default="",
-                        help="keep the trained weights of these folds (e.g. 0) under "
-                             "runs/<run>/weights/, for Grad-CAM")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a profile setting, e.g. --set epochs=3 (repeatable)")
-    parser.add_argument("--executor", default="local",
-                        help="where the folds train: local (here, one after another; default), "
-                             "dask or dask:N (a local Dask cluster of N workers), a Dask "
-                             "scheduler address, or slurm:<config.yaml> (cxrlib.cluster)")
-
-
 def split_list(text: str) -> list[str] | None:
     items = [t.strip() for t in text.split(",") if t.strip()]
     return items or None
@@ -461,22 +428,3 @@ def split_folds(text: str) -> list[int] | None:
         return [int(f) for f in items] if items else None
     except ValueError:
         raise ValueError(f"folds {text!r}: expected fold numbers such as 0,1") from None
-
-
-def main(args: argparse.Namespace) -> int:
-    profile = get_profile(args.profile)
-    overrides = parse_overrides(profile, args.set)
-    if overrides:
-        profile = get_profile(args.profile, **overrides)
-    run = args.run or (override_run_name(profile.name, overrides) if overrides else profile.name)
-    if args.data and profile.dataset != "real":
-        raise ValueError(f"--data is for real-data profiles; profile {profile.name!r} is "
-                         f"synthetic (add --set dataset=real to read real sources with it)")
-    run_path = run_profile(profile, configs=split_list(args.configs),
-                           folds=split_folds(args.folds), run=run,
-                           data_dir=args.data, results_root=args.results,
-                           curated=args.curated, weights=args.weights,
-                           save_weights_folds=split_folds(args.save_weights_folds) or (),
-                           executor=args.executor)
-    log_line(f"results: {run_path}")
-    return 0

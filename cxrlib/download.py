@@ -33,6 +33,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 COHEN_COMMIT = "584034aa7fbf06496741f11008d72fd791c8e443"
 TORCHXRAYVISION_COMMIT = "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5"
 
@@ -111,7 +113,7 @@ _MANUAL = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed or did not verify; the message names the file and what to do."""
 
 
@@ -274,7 +276,7 @@ def download_source(source: str, data_dir, base_url: str | None = None,
     (marker file present) are skipped. ``remotes`` replaces the table's entries (tests).
     """
     if remotes is None and source not in REMOTES:
-        raise ValueError(f"no download for {source!r}; downloadable: {', '.join(REMOTES)}. "
+        raise UserError(f"no download for {source!r}; downloadable: {', '.join(REMOTES)}. "
                          f"{_MANUAL.get(source, '')}")
     base_url = base_url or os.environ.get("CXRLIB_DOWNLOAD_BASE") or None
     data_dir = Path(data_dir)
@@ -310,41 +312,27 @@ def _parse_parts(text: str | None) -> list[int] | None:
     parts: set[int] = set()
     for piece in text.split(","):
         lo, _, hi = piece.partition("-")
+        if not (lo.isdigit() and (hi.isdigit() or not hi)):
+            raise UserError(f"--nih-archives {text}: {piece!r} is not a number or a range",
+                            "give e.g. 1-3,7")
         parts.update(range(int(lo), int(hi or lo) + 1))
     if not parts <= set(range(1, 13)):
-        raise ValueError("--nih-archives takes numbers 1-12, e.g. 1-3,7")
+        raise UserError(f"--nih-archives {text}: archives are numbered 1-12",
+                        "give e.g. 1-3,7")
     return sorted(parts)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", default=None,
-                        help="data folder to fill (default: CXRLIB_DATA or ../shared/data)")
-    parser.add_argument("--source", nargs="+", default=["cohen", "kermany", "nih"],
-                        choices=sorted(REMOTES), help="which sources to fetch")
-    parser.add_argument("--nih-archives", default=None,
-                        help="NIH image archives to fetch, e.g. 1-3 (default: all 12, ~45 GB)")
-    parser.add_argument("--base-url", default=None,
-                        help="fetch <base-url>/<file> instead of the public addresses (a mirror)")
-    parser.add_argument("--keep-archives", action="store_true",
-                        help="keep the downloaded archives after unpacking")
-    parser.add_argument("--list", action="store_true",
-                        help="print what would be fetched, from where, and exit")
+def listing(data: Path, sources) -> str:
+    """What ``download`` would fetch for ``sources``, from where, and where it goes."""
+    lines = [f"{source:8s} {r.filename:48s} {r.md5 or '-':32s} {r.url}"
+             for source in sources for r in REMOTES[source]]
+    return "\n".join(lines + ["", missing_data_message(data, sources)])
 
 
-def main(args) -> int:
-    from . import paths
-
-    data = Path(args.data) if args.data else (paths.default_data_dir() or
-                                              paths.root() / "data" / "sources")
-    if args.list:
-        for source in args.source:
-            for r in REMOTES[source]:
-                print(f"{source:8s} {r.filename:48s} {r.md5 or '-':32s} {r.url}")
-        print()
-        print(missing_data_message(data, args.source))
-        return 0
-    parts = _parse_parts(args.nih_archives)
-    for source in args.source:
-        download_source(source, data, base_url=args.base_url, keep_archives=args.keep_archives,
-                        parts=parts)
-    return 0
+def download_sources(sources, data: Path, base_url: str | None = None,
+                     keep_archives: bool = False, parts: str | None = None) -> None:
+    """Fetch and unpack ``sources`` into ``data`` (``parts``: NIH archives, e.g. ``"1-3,7"``)."""
+    chosen = _parse_parts(parts)
+    for source in sources:
+        download_source(source, data, base_url=base_url, keep_archives=keep_archives,
+                        parts=chosen)

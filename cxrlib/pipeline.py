@@ -24,7 +24,6 @@ command sets (see :func:`choose_book_run`).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -36,8 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths, results
-from .profiles import PROFILES, Profile, get_profile, parse_config
+from . import paths, results, runs
+from .profiles import Profile, get_profile, parse_config
 
 CURATION_NOTEBOOK = "01_data_curation"
 STRATEGY_NOTEBOOKS = {
@@ -324,29 +323,8 @@ def run_notebooks(profile: Profile, run: str, data: str, folds: str, training: b
 # --- building the book ---------------------------------------------------------------------
 
 def choose_book_run(run: str, profile: Profile, results_root: Path) -> str:
-    """The run the chapters show.
-
-    The run just made, unless it is synthetic and the results store also holds a real-data run:
-    then the real one (the report's choice, :func:`cxrlib.report.book_run`), because the book
-    presents real findings when it has them and the synthetic run only as a demonstration.
-    """
-    if profile.dataset == "real":
-        return run
-    real = []
-    for name in results.list_runs(results_root):
-        try:
-            if results.read_profile(results.run_dir(name, results_root)).dataset == "real":
-                real.append(name)
-        except (ValueError, KeyError, json.JSONDecodeError):
-            continue
-    if not real:
-        return run
-    try:
-        from .report import book_run
-        chosen = book_run(results_root)
-        return Path(chosen).name if chosen else run
-    except ImportError:
-        return real[0]
+    """The run the chapters show after making ``run`` (:func:`cxrlib.runs.book_run`)."""
+    return runs.book_run(results_root, made=run, made_profile=profile).name
 
 
 def stored_fingerprint(build_dir: Path) -> str | None:
@@ -442,55 +420,31 @@ def kernel_environment(root: Path, book_run: str | None = None) -> None:
         os.environ[BOOK_RUN_ENV] = book_run
 
 
-# --- command line --------------------------------------------------------------------------
+# --- the one command ------------------------------------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                        help="run profile (cxrlib/profiles.py); default: %(default)s")
-    parser.add_argument("--run", default="",
-                        help="results run name (default: the profile's name)")
-    parser.add_argument("--data", default="",
-                        help="folder with the real sources (default: synthetic for a synthetic "
-                             "profile, ../shared/data or $CXRLIB_DATA for a real one)")
-    parser.add_argument("--folds", default="",
-                        help="only these test folds, e.g. 0,1 (default: all)")
-    parser.add_argument("--configs", default="",
-                        help="only train these configurations of the profile, e.g. "
-                             "off_the_shelf,from_scratch (default: all; the book marks the "
-                             "others as missing)")
-    parser.add_argument("--skip-run", action="store_true",
-                        help="do not execute the training notebooks (02-04); curate, report "
-                             "and build the book from the results already stored")
-    parser.add_argument("--only-book", action="store_true",
-                        help="execute no notebook; only build the book from stored results")
-    parser.add_argument("--force", action="store_true",
-                        help="execute every notebook even when its run record is up to date")
-    parser.add_argument("--book-run", default="",
-                        help="the run the chapters show (default: $CXRLIB_BOOK_RUN, else this "
-                             "run, or a stored real-data run when this one is synthetic)")
-    parser.add_argument("--output", default="",
-                        help="build the book into OUTPUT/_build/html (default: the checkout)")
-
-
-def main(args: argparse.Namespace) -> int:
+def run_book(profile: Profile, run: str, data: Path | None = None, configs=None, folds=None,
+             training: bool = True, only_book: bool = False, force: bool = False,
+             book_run: str | None = None, output: Path | None = None) -> Path:
+    """``python -m cxrlib book``: execute the notebooks (unless ``only_book``; the training ones
+    unless not ``training``), then build the book into ``<output>/_build/html``; returns its
+    index page. ``book_run``: the run the chapters show (default: :func:`choose_book_run`)."""
     started = time.perf_counter()
     root = paths.root()
     results_root = paths.results_dir()
-    profile = get_profile(args.profile)
-    run = args.run or profile.name
-    configs = [c for c in args.configs.split(",") if c] or None
+    data_text = str(data) if data else ""
+    folds_text = ",".join(str(f) for f in folds) if folds else ""
     kernel_environment(root)
     timings: dict[str, float] = {}
-    if not args.only_book:
-        if not args.skip_run:
+    if not only_book:
+        if training:
             provide_imagenet_weights(root)
-        timings = run_notebooks(profile, run, args.data, args.folds,
-                                training=not args.skip_run, force=args.force, root=root,
-                                results_root=results_root, configs=configs)
-    book_run = (args.book_run or os.environ.get(BOOK_RUN_ENV, "")
+        timings = run_notebooks(profile, run, data_text, folds_text, training=training,
+                                force=force, root=root, results_root=results_root,
+                                configs=configs)
+    book_run = (book_run or os.environ.get(BOOK_RUN_ENV, "")
                 or choose_book_run(run, profile, results_root))
     kernel_environment(root, book_run)
-    output = Path(args.output).resolve() if args.output else root
+    output = output or root
     timings["book"] = build_book(book_run, root, results_root, output)
     total = time.perf_counter() - started
     summary = {"profile": profile.name, "run": run, "book_run": book_run,
@@ -500,5 +454,6 @@ def main(args: argparse.Namespace) -> int:
     records = paths.runs_dir() / run
     records.mkdir(parents=True, exist_ok=True)
     results.write_text_atomic(records / "pipeline.json", json.dumps(summary, indent=2) + "\n")
-    print(f"[book] done in {total:.0f} s: {output / '_build' / 'html' / 'index.html'}")
-    return 0
+    index = output / "_build" / "html" / "index.html"
+    print(f"[book] done in {total:.0f} s: {index}")
+    return index

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .errors import CorruptResult, UserError
 from .profiles import Profile
 
 FOLD_FILES = ("predictions.csv", "history.csv", "fold.json")
@@ -37,10 +38,13 @@ CURATION_FILES = ("manifest.csv", "curation.json")
 
 
 def run_dir(run: str, root: str | Path | None = None) -> Path:
-    return (Path(root) if root is not None else paths.results_dir()) / run
+    """``<results root>/<run>``, after checking that ``run`` is a name (never a path)."""
+    base = Path(root) if root is not None else paths.results_dir()
+    return paths.inside(base, base / paths.check_run_name(run))
 
 
 def fold_dir(run_path: Path, config: str, fold: int) -> Path:
+    paths.check_run_name(config, "configuration")
     return Path(run_path) / config / f"fold-{fold:02d}"
 
 
@@ -89,13 +93,13 @@ def ensure_profile(run_path: Path, profile: Profile) -> None:
     """
     path = Path(run_path) / "profile.json"
     if path.exists():
-        stored = json.loads(path.read_text())
+        stored = read_profile(run_path).to_dict()
         changed = [k for k in profile_differences(stored, profile) if k != "configs"]
         if changed:
-            raise ValueError(
-                f"{path} was made with other settings (differences: {changed}). Finished folds "
-                f"of different settings must not be mixed: choose another run name "
-                f"(--run NAME) or move {run_path} away.")
+            raise UserError(
+                f"{path} was made with other settings (differences: {changed}); finished folds "
+                f"of different settings must not be mixed",
+                f"choose another run name (--run NAME) or move {run_path} away")
         configs = merged_configs(stored.get("configs", []), profile.configs)
         if configs != stored.get("configs"):
             write_text_atomic(path, json.dumps({**stored, "configs": configs}, indent=2) + "\n")
@@ -105,7 +109,13 @@ def ensure_profile(run_path: Path, profile: Profile) -> None:
 
 def read_profile(run_path: Path) -> Profile:
     """The run's profile (settings added to :class:`Profile` since then take their defaults)."""
-    return Profile.from_dict(json.loads((Path(run_path) / "profile.json").read_text()))
+    path = Path(run_path) / "profile.json"
+    try:
+        return Profile.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
+        raise CorruptResult(path, f"not a profile ({e})",
+                            "restore it from git (`git checkout -- FILE`) or move the run "
+                            "away") from None
 
 
 def write_folds(run_path: Path, folds: pd.DataFrame) -> pd.DataFrame:
@@ -115,10 +125,10 @@ def write_folds(run_path: Path, folds: pd.DataFrame) -> pd.DataFrame:
     if path.exists():
         stored = read_folds(run_path)
         if not stored.equals(folds.astype({"fold": int})):
-            raise ValueError(
-                f"{path} holds another fold assignment than this data and seed give. Was the "
-                f"dataset re-curated with other inputs? Use another run name or move "
-                f"{run_path} away.")
+            raise UserError(
+                f"{path} holds another fold assignment than this data and seed give (was the "
+                f"dataset re-curated with other inputs?)",
+                f"use another run name (--run NAME) or move {run_path} away")
         return stored
     write_text_atomic(path, folds.to_csv(index=False))
     return folds
@@ -170,14 +180,78 @@ def write_fold(run_path: Path, config: str, fold: int, predictions: pd.DataFrame
     return final
 
 
+def fold_problem(run_path: Path, config: str, fold: int) -> str | None:
+    """Why a finished fold's files cannot be used (half-written, truncated, not JSON), or None.
+
+    A fold written by :func:`write_fold` is whole; this catches what happens to files later:
+    a copy interrupted between machines, an edit, a disk that filled up.
+    """
+    folder = fold_dir(run_path, config, fold)
+    try:
+        info = json.loads((folder / "fold.json").read_text())
+        predictions = pd.read_csv(folder / "predictions.csv")
+        history = pd.read_csv(folder / "history.csv")
+    except FileNotFoundError as e:
+        return f"{Path(e.filename).name} is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as e:
+        return f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+    if not isinstance(info, dict) or "n_test" not in info:
+        return "fold.json is not a fold record"
+    p_columns = [c for c in predictions.columns if c.startswith("p_")]
+    if not p_columns or not {"image_id", "label"} <= set(predictions.columns):
+        return "predictions.csv lacks its columns (image_id, label, p_<class>)"
+    if len(predictions) != info["n_test"] or predictions[p_columns].isna().any().any():
+        return (f"predictions.csv is truncated ({len(predictions)} complete rows of "
+                f"{info['n_test']})")
+    if history.empty:
+        return "history.csv is empty"
+    return None
+
+
+def settle_corrupt(run_path: Path, units, retrain: bool = False, log=print) -> list:
+    """Check the finished folds among ``units`` ((config, fold) pairs). A fold that cannot be
+    used stops the run with its path named, or, with ``retrain``, is set aside (renamed
+    ``fold-NN.corrupt-K``, nothing deleted) so that it trains again. Returns those set aside."""
+    aside = []
+    for config, fold in units:
+        if not is_done(run_path, config, fold):
+            continue
+        problem = fold_problem(run_path, config, fold)
+        if problem is None:
+            continue
+        folder = fold_dir(run_path, config, fold)
+        if not retrain:
+            raise CorruptResult(folder, problem,
+                                "add --retrain-corrupt to set it aside and train that fold "
+                                "again, or restore the folder")
+        k = 1
+        while folder.with_name(f"{folder.name}.corrupt-{k}").exists():
+            k += 1
+        os.rename(folder, folder.with_name(f"{folder.name}.corrupt-{k}"))
+        log(f"{config} fold {fold + 1}: {problem}; set aside as {folder.name}.corrupt-{k}, "
+            "training it again")
+        aside.append((config, fold))
+    return aside
+
+
+def _read_fold_csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise CorruptResult(path.parent, f"{path.name} cannot be read ({type(e).__name__})",
+                            "retrain that fold with `python -m cxrlib run ... --retrain-corrupt` "
+                            "or restore the folder") from None
+
+
 def read_predictions(run_path: Path, config: str, folds=None) -> pd.DataFrame:
     """Out-of-fold predictions of the finished folds of ``config`` (all, or those in ``folds``)."""
     done = done_folds(run_path, config)
     chosen = [f for f in done if folds is None or f in folds]
     if not chosen:
         return pd.DataFrame()
-    frames = [pd.read_csv(fold_dir(run_path, config, f) / "predictions.csv",
-                          dtype={"image_id": str, "patient_id": str}, keep_default_na=False)
+    frames = [_read_fold_csv(fold_dir(run_path, config, f) / "predictions.csv",
+                             dtype={"image_id": str, "patient_id": str}, keep_default_na=False)
               for f in chosen]
     return pd.concat(frames, ignore_index=True)
 
@@ -185,7 +259,7 @@ def read_predictions(run_path: Path, config: str, folds=None) -> pd.DataFrame:
 def read_history(run_path: Path, config: str) -> pd.DataFrame:
     frames = []
     for f in done_folds(run_path, config):
-        h = pd.read_csv(fold_dir(run_path, config, f) / "history.csv")
+        h = _read_fold_csv(fold_dir(run_path, config, f) / "history.csv")
         h.insert(0, "fold", f)
         frames.append(h)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -193,9 +267,20 @@ def read_history(run_path: Path, config: str) -> pd.DataFrame:
 
 def read_fold_info(run_path: Path, config: str) -> pd.DataFrame:
     """One row per finished fold: the scalar fields of ``fold.json`` (nested ones flattened)."""
-    rows = [json.loads((fold_dir(run_path, config, f) / "fold.json").read_text())
-            for f in done_folds(run_path, config)]
+    rows = [_read_fold_json(fold_dir(run_path, config, f)) for f in done_folds(run_path, config)]
     return pd.json_normalize(rows) if rows else pd.DataFrame()
+
+
+def _read_fold_json(folder: Path) -> dict:
+    try:
+        info = json.loads((folder / "fold.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptResult(folder, f"fold.json is not JSON ({e.msg})",
+                            "retrain that fold with `python -m cxrlib run ... --retrain-corrupt` "
+                            "or restore the folder") from None
+    if not isinstance(info, dict):
+        raise CorruptResult(folder, "fold.json is not a fold record")
+    return info
 
 
 def list_runs(root: str | Path | None = None) -> list[str]:

@@ -83,9 +83,11 @@ p = summary["parameters"]
 print(f"image size {p['image_size']} px, seed {p['seed']}, multilabel policy "
       f"{p['multilabel']!r}, lateral views {'kept' if p['lateral'] else 'left out'}, "
       f"JPEG quality {p['jpeg_quality']}")
+timings = curate.read_timings(out)
 print("curated:", summary["output"]["images"], "images,",
       round(summary["output"]["image_bytes"] / 2 ** 20, 1), "MiB;",
-      "wall time", summary["wall_time_seconds"]["total_s"], "s on", summary["workers"], "core(s)")
+      "wall time", timings.get("wall_time_seconds", {}).get("total_s", "not recorded"), "s on",
+      timings.get("workers", "?"), "core(s)")
 
 # %% [markdown]
 # ## Counts beside the paper's

@@ -2,14 +2,40 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
+# Tests never write into the checkout (a user's results, runs and curated data): every store and
+# cache goes to one temporary folder for the session, overriding whatever the shell has set. This
+# happens before cxrlib is imported, because cxrlib.cv reads the JAX cache folder at import.
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="cxrlib-tests-"))
+for _name, _folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
+                       ("CXRLIB_CURATED", "curated"), ("JAX_COMPILATION_CACHE_DIR", "jax-cache"),
+                       ("CXRLIB_SCREENSHOTS", "screenshots"), ("MPLCONFIGDIR", "matplotlib")):
+    os.environ[_name] = str(SESSION_TMP / _folder)
+os.environ.pop("CXRLIB_BOOK_RUN", None)
 
-from cxrlib.dataset import MANIFEST_COLUMNS
-from cxrlib.paper import CLASSES
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from cxrlib.dataset import MANIFEST_COLUMNS  # noqa: E402
+from cxrlib.paper import CLASSES  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's stores; keep the browser tests' screenshots for review."""
+    for child in SESSION_TMP.iterdir():
+        if child.name != "screenshots":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = SESSION_TMP / "screenshots"
+    if shots.is_dir():
+        terminalreporter.write_line(f"screenshots of the browser tests: {shots}")
 
 
 def write_curated(out: Path, size: int = 32, per_class: int = 6, classes=CLASSES,

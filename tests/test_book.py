@@ -6,7 +6,7 @@ the tiny profile, training one configuration (fine-tuning 3 blocks: real ImageNe
 loading and a per-n notebook run; the other configurations then show as missing, which the
 chapters must handle), with results, run records and curated data in a temporary folder and the
 ImageNet weights replaced by a stand-in file. Screenshots
-of every page go to ``artifacts/screenshots/`` (git-ignored) for review.
+of every page go to the session's temporary screenshots folder (printed at the end) for review.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 from cxrlib import paths, results
 
 ROOT = paths.root()
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+SCREENSHOTS = Path(os.environ["CXRLIB_SCREENSHOTS"])  # a temporary folder (tests/conftest.py)
 CONFIGS = "fine_tune_3"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

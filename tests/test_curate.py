@@ -18,10 +18,10 @@ from cxrlib.profiles import get_profile
 
 
 def folder_digest(out: Path) -> str:
-    """Hash of manifest.csv and every image (curation.json holds wall times, so it differs)."""
-    h = hashlib.sha256((out / "manifest.csv").read_bytes())
-    for p in sorted((out / "images").iterdir()):
-        h.update(p.name.encode() + p.read_bytes())
+    """Hash of every file in a curated folder, curation.json included (wall times go beside it)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in out.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(out)).encode() + p.read_bytes())
     return h.hexdigest()
 
 
@@ -169,7 +169,8 @@ def test_failed_run_leaves_the_previous_output_untouched(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         curate.curate(out, image_size=32, synthetic_per_class=5, workers=1, log=lambda *_: 0)
     assert folder_digest(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
+    # no temporary folder left (the first curation's wall time stays beside its folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.timings.json"]
 
 
 def test_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):

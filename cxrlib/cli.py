@@ -1,0 +1,443 @@
+"""The command line: ``python -m cxrlib <command>`` (or ``cxrlib <command>``); ``--help`` on each.
+
+One surface for every command. The commands that run something share one set of run arguments
+(:func:`add_run_arguments`: ``--profile``, ``--run``, ``--data``, ``--configs``, ``--folds``,
+``--set FIELD=VALUE``), checked in one place (:func:`run_choice`) before anything trains. Each
+command's handler only turns arguments into a call of the library.
+
+Errors: a wrong argument or input raises :class:`cxrlib.errors.UserError`; :func:`main` prints it
+as one line, ``error: <what is wrong> — <what to do>``, on stderr and returns 2. ``--debug`` (or
+``CXRLIB_DEBUG=1``) shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from . import paths
+from .errors import EXIT_USAGE, UserError
+from .profiles import PROFILES, Profile, get_profile, parse_config
+
+#: The real sources' folders a data folder may hold (see cxrlib.sources and `download --list`).
+SOURCE_FOLDERS = ("cohen", "kermany", "nih", "nih_rxtorax", "hannover")
+DEBUG_ENV = "CXRLIB_DEBUG"
+
+
+def library(name: str) -> ModuleType:
+    """The library module a command calls, imported when the command runs: most of them import
+    TensorFlow (about 10 s), which ``--help`` and argument errors should not wait for."""
+    return importlib.import_module(f"cxrlib.{name}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one ``error:`` line like every other error."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run arguments every running command shares
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RunChoice:
+    """What a command was asked to run, checked."""
+
+    profile: Profile
+    run: str
+    data: Path | None          # the real sources' folder (None: the default, or synthetic)
+    configs: list[str] | None  # None: the profile's
+    folds: list[int] | None    # None: all
+    overrides: dict
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> None:
+    parser.add_argument("--profile", default=None,
+                        help="run profile, one of " + ", ".join(PROFILES) + " (cxrlib/profiles.py;"
+                             " default: 'default', or 'paper' when --data is given)")
+    parser.add_argument("--run", default=None,
+                        help="run name: letters, digits, '-', '_', '.' (default: the profile's "
+                             "name, plus the --set overrides if any)")
+    parser.add_argument("--data", default=None,
+                        help="folder of the real sources (cohen/, kermany/, nih/, ...), for a "
+                             "real-data profile; default: $CXRLIB_DATA or ../shared/data")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a profile setting, e.g. --set epochs=3 (repeatable)")
+    if selection:
+        parser.add_argument("--configs", default="",
+                            help="comma-separated configurations, e.g. from_scratch,fine_tune_3 "
+                                 "(default: the profile's)")
+        parser.add_argument("--folds", default="",
+                            help="comma-separated test folds, e.g. 0,1 (default: all)")
+
+
+def run_choice(args: argparse.Namespace) -> RunChoice:
+    """The profile, run name, data folder, configurations and folds asked for, each checked."""
+    data = checked_data_dir(args.data) if args.data is not None else None
+    name = args.profile or ("paper" if data else "default")
+    if name not in PROFILES:
+        raise UserError(f"unknown profile {name!r}", f"choose one of {', '.join(PROFILES)}")
+    overrides = parse_overrides(PROFILES[name], args.set)
+    try:
+        profile = get_profile(name, **overrides)
+    except ValueError as e:
+        raise UserError(f"--set: {e}", "see the profile's fields in cxrlib/profiles.py") from None
+    if data is not None and profile.dataset != "real":
+        raise UserError(f"--data is for real-data profiles; profile {name!r} uses built-in "
+                        f"synthetic data", "add --profile paper-bundle (or another real-data "
+                                           "profile), or leave --data out")
+    if args.run is not None:
+        run = paths.check_run_name(args.run)
+    else:
+        run = override_run_name(profile.name, overrides) if overrides else profile.name
+    configs = checked_configs(profile, getattr(args, "configs", ""))
+    folds = checked_folds(profile, getattr(args, "folds", ""), "--folds")
+    return RunChoice(profile, run, data, configs, folds, overrides)
+
+
+def checked_data_dir(text: str) -> Path:
+    """``--data``: an existing folder holding at least one source in its original layout."""
+    folder = Path(text).expanduser()
+    if not folder.exists():
+        raise UserError(f"--data {text}: no such folder",
+                        "give the folder that holds cohen/, kermany/, nih/ (see `python -m "
+                        "cxrlib download --list`)")
+    if not folder.is_dir():
+        raise UserError(f"--data {text}: not a folder", "give the folder that holds the sources")
+    if not any((folder / name).is_dir() for name in SOURCE_FOLDERS):
+        raise UserError(f"--data {text}: holds none of the sources' folders "
+                        f"({', '.join(n + '/' for n in SOURCE_FOLDERS)})",
+                        "point --data at the folder that holds them; `python -m cxrlib download "
+                        "--list` says what goes where")
+    return folder.resolve()
+
+
+def split_list(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def checked_configs(profile: Profile, text: str) -> list[str] | None:
+    configs = split_list(text)
+    for config in configs:
+        try:
+            parse_config(config)
+        except ValueError:
+            raise UserError(f"configuration {config!r} is unknown",
+                            "use off_the_shelf, fine_tune_<blocks> (e.g. fine_tune_3) or "
+                            f"from_scratch; profile {profile.name!r} runs "
+                            f"{','.join(profile.configs)}") from None
+    return configs or None
+
+
+def checked_folds(profile: Profile, text: str, option: str) -> list[int] | None:
+    items = split_list(text)
+    folds = []
+    for item in items:
+        if not item.isdigit() or int(item) >= profile.n_folds:
+            raise UserError(f"{option} {text}: {item!r} is not a fold of profile "
+                            f"{profile.name!r}", f"folds are numbered 0..{profile.n_folds - 1}")
+        folds.append(int(item))
+    return folds or None
+
+
+def parse_overrides(profile: Profile, settings: list[str]) -> dict:
+    """``["epochs=3", "mixed_precision=true"]`` -> typed overrides of the profile's fields."""
+    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
+    known = ", ".join(sorted(k for k in fields if k != "name"))
+    overrides = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or key not in fields or key == "name":
+            raise UserError(f"--set {setting!r}: not FIELD=VALUE with a profile field",
+                            f"fields are {known}")
+        overrides[key] = typed_value(setting, key, fields[key], text)
+    return overrides
+
+
+def typed_value(setting: str, key: str, current, text: str):
+    """``text`` as the type of the field's current value."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(current, (int, float, str)):
+            return type(current)(text)
+        if isinstance(current, tuple):
+            return tuple(t.strip() for t in text.split(",") if t.strip())
+        return json.loads(text)  # dicts (learning_rates)
+    except ValueError:
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+            type(current), "JSON such as {\"from_scratch\": 0.001}")
+        raise UserError(f"--set {setting!r}: {key} takes {kind}",
+                        f"e.g. --set {key}={json.dumps(current) if not isinstance(current, bool) else 'true'}") from None
+
+
+def override_run_name(name: str, overrides: dict) -> str:
+    """A run name of its own for a profile with overrides (results must never mix)."""
+    parts = [f"{k}-{v if not isinstance(v, (tuple, dict)) else len(v)}"
+             for k, v in sorted(overrides.items())]
+    return paths.check_run_name("_".join([name] + parts).replace("/", "-").replace(" ", ""))
+
+
+def checked_results_root(text: str | None) -> Path | None:
+    """``--results``: a folder that exists or can be made, and can be written."""
+    if text is None:
+        return None
+    root = Path(text).expanduser()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--results {text}: is a file, not a folder", "give a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".cxrlib-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--results {text}: cannot write there ({e.strerror})",
+                        "give a folder you can write to") from None
+    return root.resolve()
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands: each adds its arguments and turns them into one call of the library
+# ---------------------------------------------------------------------------------------------
+
+def curate_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser, selection=False)
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: the profile's folder under data/curated)")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                        help="classes to curate (default: all seven)")
+    parser.add_argument("--extras", nargs="*", default=None,
+                        help="extra labels kept for the audit (default: 'No Finding'; give "
+                             "--extras with no value for none)")
+    parser.add_argument("--extras-max", type=int, default=None,
+                        help="at most this many images per extra label (real data)")
+    parser.add_argument("--lateral", action="store_true", help="also keep Cohen's lateral views")
+    parser.add_argument("--style", choices=("paper", "external"), default="paper",
+                        help="synthetic collections: 'paper' (with the built-in shortcut) or "
+                             "'external' (same signs, no collection cues)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    parser.add_argument("--workers", type=int, default=None)
+
+
+def curate_command(args: argparse.Namespace) -> int:
+    choice = run_choice(args)
+    curate = library("curate")
+    data = choice.data
+    if choice.profile.dataset == "real" and data is None:
+        data = paths.default_data_dir()
+        if data is None:
+            raise UserError(f"profile {choice.profile.name!r} needs the real sources and none "
+                            "were found ($CXRLIB_DATA, ../shared/data)",
+                            "pass --data DIR; `python -m cxrlib download --list` says what to "
+                            "fetch")
+    out = Path(args.out) if args.out else curate.curated_dir_for(choice.profile, args.style)
+    options = {k: v for k, v in dict(classes=args.classes, extras_max=args.extras_max,
+                                     extras=None if args.extras is None else tuple(args.extras)
+                                     ).items() if v is not None}
+    curate.curate(out, data_dir=data, image_size=choice.profile.image_size,
+                  seed=choice.profile.seed, multilabel=choice.profile.multilabel,
+                  lateral=args.lateral, synthetic_per_class=choice.profile.synthetic_per_class,
+                  collection_style=args.style, jpeg_quality=args.quality, workers=args.workers,
+                  **options)
+    return 0
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--curated", default=None,
+                        help="an already curated dataset folder (skips curation)")
+    parser.add_argument("--results", default=None, help="results root (default: results/)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="'imagenet' (Keras cache, $KERAS_HOME/models) or a weights file")
+    parser.add_argument("--save-weights-folds", default="",
+                        help="keep the trained weights of these folds (e.g. 0) under "
+                             "runs/<run>/weights/, for Grad-CAM")
+    parser.add_argument("--retrain-corrupt", action="store_true",
+                        help="a stored fold that cannot be read is set aside (renamed "
+                             "*.corrupt-N) and trained again, instead of stopping the run")
+    parser.add_argument("--executor", default="local",
+                        help="where the folds train: local (here, one after another; default), "
+                             "dask or dask:N (a local Dask cluster of N workers), a Dask "
+                             "scheduler address, or slurm:<config.yaml> (cxrlib.cluster)")
+
+
+def run_options(args: argparse.Namespace, choice: RunChoice) -> dict:
+    """The keyword arguments of a cross-validation run (local or on a cluster)."""
+    curated = None
+    if args.curated is not None:
+        curated = Path(args.curated)
+        if not (curated / "manifest.csv").is_file():
+            raise UserError(f"--curated {args.curated}: no manifest.csv there",
+                            "give a folder made by `python -m cxrlib curate`, or leave "
+                            "--curated out to curate")
+    weights = args.weights
+    if weights != "imagenet" and not Path(weights).is_file():
+        raise UserError(f"--weights {weights}: no such file",
+                        "give 'imagenet' or the path of a Keras weights file")
+    return dict(configs=choice.configs, folds=choice.folds, run=choice.run,
+                data_dir=choice.data, results_root=checked_results_root(args.results),
+                curated=curated, weights=weights, retrain_corrupt=args.retrain_corrupt,
+                save_weights_folds=checked_folds(choice.profile, args.save_weights_folds,
+                                                 "--save-weights-folds") or ())
+
+
+def run_command(args: argparse.Namespace) -> int:
+    choice = run_choice(args)
+    options = run_options(args, choice)
+    if args.executor == "local":
+        run_path = library("cv").run_profile(choice.profile, **options)
+    else:
+        run_path = library("cluster").run_with_executor(args.executor, choice.profile, **options)
+    print(f"results: {run_path}", flush=True)
+    return 0
+
+
+def cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    run_arguments(parser)
+    parser.set_defaults(executor="dask")
+    parser.add_argument("--address", default=None,
+                        help="a running Dask scheduler (tcp://host:8786) or slurm:<config.yaml> "
+                             "(see examples/slurm_cluster.yaml); default: a local cluster")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="workers of the local cluster (default: one per GPU, else a few "
+                             "CPU workers); SLURM: 'jobs' in its file")
+
+
+def cluster_command(args: argparse.Namespace) -> int:
+    if args.address:
+        args.executor = args.address
+    elif args.workers:
+        args.executor = f"dask:{args.workers}"
+    cluster = library("cluster")
+    try:
+        return run_command(args)
+    except cluster.UnitsFailed as failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+
+
+def book_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--skip-run", action="store_true",
+                        help="do not execute the training notebooks; curate, report and build "
+                             "the book from the results already stored")
+    parser.add_argument("--only-book", action="store_true",
+                        help="execute no notebook; only build the book from stored results")
+    parser.add_argument("--force", action="store_true",
+                        help="execute every notebook even when its run record is up to date")
+    parser.add_argument("--book-run", default=None,
+                        help="the run the chapters show (default: $CXRLIB_BOOK_RUN, else this "
+                             "run, or a stored real-data run when this one is synthetic)")
+    parser.add_argument("--output", default="",
+                        help="build the book into OUTPUT/_build/html (default: the checkout)")
+
+
+def book_command(args: argparse.Namespace) -> int:
+    choice = run_choice(args)
+    book_run = paths.check_run_name(args.book_run, "--book-run") if args.book_run else None
+    library("pipeline").run_book(choice.profile, choice.run, data=choice.data,
+                                 configs=choice.configs, folds=choice.folds,
+                                 training=not args.skip_run, only_book=args.only_book,
+                                 force=args.force, book_run=book_run,
+                                 output=Path(args.output).resolve() if args.output else None)
+    return 0
+
+
+def audit_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser, selection=False)
+    parser.add_argument("--no-train", action="store_true",
+                        help="analyse only the folds already stored (e.g. real-data "
+                             "retrainings made on a GPU with scripts/gpu_audit.sh); train "
+                             "nothing")
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    choice = run_choice(args)
+    where = library("audit").run_audit(choice.profile, choice.run, data_dir=choice.data,
+                                       train=not args.no_train)
+    print(f"audit tables: {where}")
+    return 0
+
+
+def download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None,
+                        help="data folder to fill (default: $CXRLIB_DATA or ../shared/data)")
+    parser.add_argument("--source", nargs="+", default=["cohen", "kermany", "nih"],
+                        choices=("cohen", "kermany", "nih"), help="which sources to fetch")
+    parser.add_argument("--nih-archives", default=None,
+                        help="NIH image archives to fetch, e.g. 1-3 (default: all 12, ~45 GB)")
+    parser.add_argument("--base-url", default=None,
+                        help="fetch <base-url>/<file> instead of the public addresses (a mirror)")
+    parser.add_argument("--keep-archives", action="store_true",
+                        help="keep the downloaded archives after unpacking")
+    parser.add_argument("--list", action="store_true",
+                        help="print what would be fetched, from where, and exit")
+
+
+def download_command(args: argparse.Namespace) -> int:
+    download = library("download")
+    data = Path(args.data) if args.data else (paths.default_data_dir() or
+                                              paths.root() / "data" / "sources")
+    if args.list:
+        print(download.listing(data, args.source))
+        return 0
+    download.download_sources(args.source, data, base_url=args.base_url,
+                              keep_archives=args.keep_archives, parts=args.nih_archives)
+    return 0
+
+
+#: name -> (help, add the arguments, run it). `python -m cxrlib --help` lists them in this order.
+COMMANDS = {
+    "curate": ("curate a dataset (real sources or the built-in synthetic set)",
+               curate_arguments, curate_command),
+    "download": ("download the public sources, or say what to get by hand",
+                 download_arguments, download_command),
+    "run": ("cross-validate configurations of a profile (resumable, per fold)",
+            run_arguments, run_command),
+    "cluster": ("cross-validate on a Dask cluster (local, a scheduler, SLURM)",
+                cluster_arguments, cluster_command),
+    "book": ("run the whole paper for a profile and build the book",
+             book_arguments, book_command),
+    "audit": ("run the audit of a run (its retrainings, or --no-train) and store its tables",
+              audit_arguments, audit_command),
+}
+
+
+def make_parser() -> Parser:
+    parser = Parser(prog="python -m cxrlib", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show a traceback on errors (also: {DEBUG_ENV}=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, command) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=f"show a traceback on errors (also: {DEBUG_ENV}=1)")
+        add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        args = make_parser().parse_args(argv)
+        return int(args._command(args) or 0)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"error: {e.line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: every finished fold is stored; run the same command again to go on",
+              file=sys.stderr)
+        return 130
