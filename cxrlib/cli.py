@@ -259,8 +259,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="imagenet",
                         help="'imagenet' (Keras cache, $KERAS_HOME/models) or a weights file")
     parser.add_argument("--save-weights-folds", default="",
-                        help="keep the trained weights of these folds (e.g. 0) under "
-                             "runs/<run>/weights/, for Grad-CAM")
+                        help="keep the trained weights of only these folds (e.g. 0) under "
+                             "runs/<run>/weights/ (default: every fold's, for export and "
+                             "Grad-CAM)")
+    parser.add_argument("--no-keep-weights", action="store_true",
+                        help="keep no fold's trained weights (nothing to export afterwards)")
     parser.add_argument("--retrain-corrupt", action="store_true",
                         help="a stored fold that cannot be read is set aside (renamed "
                              "*.corrupt-N) and trained again, instead of stopping the run")
@@ -286,8 +289,9 @@ def run_options(args: argparse.Namespace, choice: RunChoice) -> dict:
     return dict(configs=choice.configs, folds=choice.folds, run=choice.run,
                 data_dir=choice.data, results_root=checked_results_root(args.results),
                 curated=curated, weights=weights, retrain_corrupt=args.retrain_corrupt,
-                save_weights_folds=checked_folds(choice.profile, args.save_weights_folds,
-                                                 "--save-weights-folds") or ())
+                save_weights_folds=() if args.no_keep_weights else checked_folds(
+                    choice.profile, args.save_weights_folds, "--save-weights-folds")
+                or tuple(range(choice.profile.n_folds)))
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -413,7 +417,9 @@ COMMANDS = {
 
 
 def make_parser() -> Parser:
-    parser = Parser(prog="python -m cxrlib", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m cxrlib",
+                    description="cxrlib: rerun the paper, its audit and the book; --help on each "
+                                "command says more.")
     parser.add_argument("--debug", action="store_true",
                         help=f"show a traceback on errors (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -436,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"error: {e.line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        # A missing or unreadable input the library named (its message has the path).
+        if debug:
+            raise
+        print(f"error: {e} — check the path, or run with --debug to see where it was needed",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: every finished fold is stored; run the same command again to go on",

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cv, paths, results
+from .errors import UserError
 from .profiles import Profile, get_profile
 from .runs import run_name
 
@@ -187,6 +188,10 @@ def parse_executor(executor: str) -> tuple[str | None, int | None]:
     return None, int(count) if count else None
 
 
+#: How long to wait for a scheduler given by its address before saying it does not answer.
+CONNECT_TIMEOUT = "30s"
+
+
 @contextlib.contextmanager
 def connect(address: str | None = None, n_workers: int | None = None):
     """A Dask client: to a new local cluster (``None`` or ``"local"``), to SLURM jobs
@@ -199,7 +204,16 @@ def connect(address: str | None = None, n_workers: int | None = None):
     elif address.startswith(SLURM_PREFIX):
         cluster = slurm_cluster(address[len(SLURM_PREFIX):], n_workers)
     try:
-        client = Client(cluster) if cluster is not None else Client(address, timeout="30s")
+        client = Client(cluster) if cluster is not None else Client(address,
+                                                                    timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as e:
+        if cluster is not None:
+            cluster.close()
+            raise
+        raise UserError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT} "
+                        f"({type(e).__name__})",
+                        "start one (`dask scheduler`) or give its address as tcp://HOST:8786; "
+                        "--executor dask runs a local cluster instead") from None
     except BaseException:
         if cluster is not None:
             cluster.close()

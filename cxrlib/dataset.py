@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+
+from .errors import UserError
 
 #: Columns every manifest has, in this order (a curation may add more after them).
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -39,14 +42,18 @@ def read_manifest(out_dir: str | Path) -> pd.DataFrame:
     """The manifest as strings (ids stay ids), with ``age`` numeric and ``excluded`` never NaN."""
     path = Path(out_dir) / "manifest.csv"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist: curate a dataset first, e.g. "
-            f"`python -m cxrlib curate --out {out_dir}` (synthetic) or "
-            f"`python -m cxrlib curate --data ../shared/data --out {out_dir}` (real)")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raise UserError(f"{path} does not exist",
+                        f"curate a dataset first, e.g. `python -m cxrlib curate --out {out_dir}` "
+                        f"(synthetic) or `python -m cxrlib curate --profile paper-bundle --data "
+                        f"../shared/data --out {out_dir}` (real)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} cannot be read ({type(e).__name__})",
+                        "curate the dataset again") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; re-run the curation")
+        raise UserError(f"{path}: missing column(s) {missing}", "curate the dataset again")
     df["age"] = pd.to_numeric(df["age"], errors="coerce")
     return df
 
@@ -56,10 +63,13 @@ def read_summary(out_dir: str | Path) -> dict:
 
 
 def load_image(out_dir: str | Path, image_id: str) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(Path(out_dir) / "images" / f"{image_id}.jpg") as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8)
+    path = Path(out_dir) / "images" / f"{image_id}.jpg"
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:  # missing, truncated, not an image
+        raise UserError(f"{path}: cannot be read as an image ({e.__class__.__name__})",
+                        "curate the dataset again (its images must not be edited)") from None
 
 
 def load_curated(out_dir: str | Path, classes=None, include_excluded: bool = False,
