@@ -13,7 +13,7 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Something the user can fix. ``what`` names the file or value, ``fix`` says what to do."""
 
     def __init__(self, what: str, fix: str = ""):
