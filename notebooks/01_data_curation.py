@@ -166,12 +166,12 @@ else:
 # Every image of the manifest, filtered by class, source, view, curation decision or patient,
 # with its metadata and what curation decided (used, or excluded and why; its duplicate group;
 # the patients a duplicate joined). Images appear under the same rule as above. Live in
-# JupyterLab; the explorer lives in `cxrlib.widgets`.
+# JupyterLab; the explorer lives in `cxrlib.explore`.
 
 # %%
-from cxrlib import widgets
+from cxrlib import explore
 
-widgets.explore_dataset(out)
+explore.explore_dataset(out)
 
 # %% [markdown]
 # ## Intensity and geometry by class and source

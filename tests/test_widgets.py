@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 
 from cxrlib import curate, paper, results
-from cxrlib import widgets as W
+from cxrlib.explore import (DatasetExplorer, PredictionExplorer, ThresholdExplorer, base,
+                            dataset_book_view, threshold_book_view)
+from cxrlib.explore.base import ALL, SHOW_REAL_IMAGES_ENV, config_description
+from cxrlib.explore.gradcam import overlay
+from cxrlib.explore.roc import roc_layers, roc_svg, roc_xy
+from cxrlib.explore.threshold import paper_operating_point
 from cxrlib.dataset import MANIFEST_COLUMNS
 from cxrlib.profiles import get_profile
 
@@ -124,7 +129,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("CXRLIB_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("CXRLIB_BOOK_RUN", raising=False)
-    monkeypatch.delenv(W.SHOW_REAL_IMAGES_ENV, raising=False)
+    monkeypatch.delenv(SHOW_REAL_IMAGES_ENV, raising=False)
     run_path = write_run(tmp_path / "results", "tiny")
     curated = curate.curated_dir_for(results.read_profile(run_path))
     write_dataset(curated, synthetic=True)
@@ -142,7 +147,7 @@ def visible_text(html: str) -> str:
 # --- the dataset explorer ----------------------------------------------------------------------
 
 def test_dataset_filters_by_class_source_view_and_patient(store):
-    explorer = W.DatasetExplorer(store["curated"])
+    explorer = DatasetExplorer(store["curated"])
     widget = explorer.widget
     assert widget is not None
     explorer.controls["label"].value = "COVID-19"
@@ -151,8 +156,8 @@ def test_dataset_filters_by_class_source_view_and_patient(store):
     assert {"c1", "c2", "c3", "c4"} == set(re.findall(r"\b[cpn]\d\b", text))
     explorer.controls["view"].value = "L"
     assert "1 image(s) match" in visible_text(explorer.output.value)
-    explorer.controls["view"].value = W.ALL
-    explorer.controls["label"].value = W.ALL
+    explorer.controls["view"].value = ALL
+    explorer.controls["label"].value = ALL
     explorer.controls["patient"].value = "KERMANY:7"
     assert set(explorer.matching()["image_id"]) == {"p1", "p2"}
     assert "kermany:7 (2 images in the manifest)" in visible_text(explorer.output.value)
@@ -161,7 +166,7 @@ def test_dataset_filters_by_class_source_view_and_patient(store):
 
 
 def test_dataset_shows_why_an_image_was_excluded_and_which_patients_were_joined(store):
-    explorer = W.DatasetExplorer(store["curated"])
+    explorer = DatasetExplorer(store["curated"])
     assert explorer.widget.children  # the live widget, built on first use
     explorer.controls["decision"].value = "excluded: low_contrast"
     text = visible_text(explorer.output.value)
@@ -178,7 +183,7 @@ def test_dataset_shows_why_an_image_was_excluded_and_which_patients_were_joined(
 
 
 def test_dataset_pages(store):
-    explorer = W.DatasetExplorer(store["curated"], page_size=3)
+    explorer = DatasetExplorer(store["curated"], page_size=3)
     assert explorer.widget.children  # the live widget, built on first use
     assert explorer.page_label.value == "page 1 of 3"
     first = set(explorer.page_rows()["image_id"])
@@ -193,18 +198,18 @@ def test_dataset_pages(store):
 
 
 def test_real_radiographs_are_shown_only_when_asked_for(tmp_path, monkeypatch):
-    monkeypatch.delenv(W.SHOW_REAL_IMAGES_ENV, raising=False)
+    monkeypatch.delenv(SHOW_REAL_IMAGES_ENV, raising=False)
     folder = write_dataset(tmp_path / "real", synthetic=False)
-    explorer = W.DatasetExplorer(folder)
+    explorer = DatasetExplorer(folder)
     html = explorer.render_html()
     assert "<img" not in html and "data:image" not in html
     assert "Images are not shown: these are real radiographs" in visible_text(html)
     style, _, stack = explorer.book_view().children
     assert all("data:image" not in v.value for v in (style, *stack.children))
-    monkeypatch.setenv(W.SHOW_REAL_IMAGES_ENV, "1")
+    monkeypatch.setenv(SHOW_REAL_IMAGES_ENV, "1")
     assert explorer.render_html().count("data:image/webp;base64,") == 7
-    synthetic = W.DatasetExplorer(write_dataset(tmp_path / "synthetic", synthetic=True))
-    monkeypatch.delenv(W.SHOW_REAL_IMAGES_ENV)
+    synthetic = DatasetExplorer(write_dataset(tmp_path / "synthetic", synthetic=True))
+    monkeypatch.delenv(SHOW_REAL_IMAGES_ENV)
     assert synthetic.render_html().count("data:image/webp;base64,") == 7
 
 
@@ -213,14 +218,14 @@ def test_dataset_of_a_run_that_was_not_curated_here_says_how_to_curate_it(store,
 
     shutil.rmtree(store["curated"])
     with pytest.raises(FileNotFoundError, match="python -m cxrlib curate --profile tiny"):
-        W.DatasetExplorer.for_run(store["run"])
-    assert "python -m cxrlib curate" in W.dataset_book_view(store["run"]).data
+        DatasetExplorer.for_run(store["run"])
+    assert "python -m cxrlib curate" in dataset_book_view(store["run"]).data
 
 
 # --- the prediction explorer -------------------------------------------------------------------
 
 def test_confusion_matrix_and_a_cell_clicked_lists_its_images_mistakes_first(store):
-    explorer = W.PredictionExplorer("tiny")
+    explorer = PredictionExplorer("tiny")
     assert explorer.widget.children  # the live widget, built on first use
     cm = explorer.confusion()
     assert cm.loc["COVID-19", "COVID-19"] == 3      # c1, x1 and the tie x2
@@ -253,7 +258,7 @@ def test_confusion_matrix_and_a_cell_clicked_lists_its_images_mistakes_first(sto
 
 
 def test_a_fold_and_a_configuration_are_chosen_from_the_controls(store):
-    explorer = W.PredictionExplorer(store["run"])
+    explorer = PredictionExplorer(store["run"])
     assert explorer.widget.children  # the live widget, built on first use
     labels = [label for label, _ in explorer.config_control.options]
     assert labels == ["Off-the-shelf features (strategy off_the_shelf)",
@@ -264,7 +269,7 @@ def test_a_fold_and_a_configuration_are_chosen_from_the_controls(store):
     assert explorer.cell_buttons[("Pneumonia", "COVID-19")].description == "1"
     assert "test fold 0: 4 images, accuracy 75.0%" in explorer.header.value
     explorer.config_control.value = "from_scratch"
-    assert explorer.config == "from_scratch" and explorer.fold == W.ALL
+    assert explorer.config == "from_scratch" and explorer.fold == ALL
     assert "Training from scratch" in explorer.header.value
     # from_scratch's COVID-19 probabilities are 0.10 higher: p2's wrong call is surer
     assert explorer.table.set_index("image_id").at["p2", "confidence"] == pytest.approx(0.5)
@@ -274,7 +279,7 @@ def test_a_fold_and_a_configuration_are_chosen_from_the_controls(store):
 
 def test_runs_are_listed_and_switched(store):
     write_run(store["root"], "other", classes=("COVID-19", "Normal"), configs=("from_scratch",))
-    explorer = W.PredictionExplorer("tiny")
+    explorer = PredictionExplorer("tiny")
     assert explorer.widget.children  # the live widget, built on first use
     assert explorer.run_control.options == ("other", "tiny")
     explorer.run_control.value = "other"
@@ -285,7 +290,7 @@ def test_runs_are_listed_and_switched(store):
 
 
 def test_probabilities_and_thumbnails_are_shown_for_synthetic_runs(store):
-    explorer = W.PredictionExplorer("tiny")
+    explorer = PredictionExplorer("tiny")
     explorer.select_cell("COVID-19", "COVID-19")
     html = explorer.listing_html()
     assert html.count("data:image/webp;base64,") == 3
@@ -293,7 +298,7 @@ def test_probabilities_and_thumbnails_are_shown_for_synthetic_runs(store):
 
 
 def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypatch):
-    explorer = W.PredictionExplorer("tiny")
+    explorer = PredictionExplorer("tiny")
     assert explorer.widget.children  # the live widget, built on first use
     available, why = explorer.gradcam_status()
     try:
@@ -322,7 +327,7 @@ def hand_counts(threshold: float, shift: float = 0.0):
 
 
 def test_the_slider_moves_sensitivity_specificity_and_the_matrix(store):
-    explorer = W.ThresholdExplorer("tiny", config="off_the_shelf")
+    explorer = ThresholdExplorer("tiny", config="off_the_shelf")
     assert explorer.widget.children  # the live widget, built on first use
     for threshold in (0.0, 0.35, 0.5, 0.62, 1.0):
         explorer.slider.value = threshold
@@ -335,7 +340,7 @@ def test_the_slider_moves_sensitivity_specificity_and_the_matrix(store):
         assert f"specificity {100 * spec:.1f}%" in text
         tp, fp, fn, tn = (expected[k] for k in ("tp", "fp", "fn", "tn"))
         assert f"COVID-19 {tp} {fp} non-COVID-19 {fn} {tn}" in text
-        x, y = W.roc_xy(spec, sens)
+        x, y = roc_xy(spec, sens)
         assert re.search(rf'class="threshold-point" cx="{x:.1f}" cy="{y:.1f}"',
                          explorer.output.value)
     explorer.slider.value = 0.0
@@ -346,30 +351,30 @@ def test_the_slider_moves_sensitivity_specificity_and_the_matrix(store):
 
 
 def test_the_arg_max_point_is_the_papers_rule(store):
-    explorer = W.ThresholdExplorer("tiny", config="off_the_shelf")
+    explorer = ThresholdExplorer("tiny", config="off_the_shelf")
     # arg-max COVID-19 calls: c1, x1, x2 (tie) and p2 -> sensitivity 3/4, specificity 4/5
     assert explorer.argmax == pytest.approx((4 / 5, 3 / 4))
-    x, y = W.roc_xy(4 / 5, 3 / 4)
+    x, y = roc_xy(4 / 5, 3 / 4)
     assert f'class="argmax-point" cx="{x:.1f}" cy="{y:.1f}"' in explorer.render_html()
 
 
 def test_the_papers_operating_point_and_its_blank_specificities():
     table3 = paper.reported()["tables"]["table3_off_the_shelf_confusion_2class"]
-    off = W.paper_operating_point("off_the_shelf")
+    off = paper_operating_point("off_the_shelf")
     assert off.sensitivity == pytest.approx(0.0462)
     assert off.specificity == pytest.approx(table3["tn"] / (table3["tn"] + table3["fp"]))
     assert "Table 3" in off.note
-    scratch = W.paper_operating_point("from_scratch")
+    scratch = paper_operating_point("from_scratch")
     assert (scratch.sensitivity, scratch.specificity) == pytest.approx((0.9736, 0.9942))
-    three = W.paper_operating_point("fine_tune_3")
+    three = paper_operating_point("fine_tune_3")
     assert three.sensitivity == pytest.approx(0.5726) and three.specificity is None
     assert "dashed line" in three.note
-    assert W.paper_operating_point("fine_tune_2").sensitivity is None
+    assert paper_operating_point("fine_tune_2").sensitivity is None
 
-    svg = W.roc_svg(W.roc_layers(None, None, None, three), None)
-    _, y = W.roc_xy(0, 0.5726)
+    svg = roc_svg(roc_layers(None, None, None, three), None)
+    _, y = roc_xy(0, 0.5726)
     assert f'class="paper-line" x1="34" y1="{y:.1f}"' in svg and "paper-point" not in svg
-    svg = W.roc_svg(W.roc_layers(None, None, None, off), None)
+    svg = roc_svg(roc_layers(None, None, None, off), None)
     assert "paper-point" in svg and "paper-line" not in svg
 
 
@@ -377,10 +382,10 @@ def test_a_run_without_covid_has_no_threshold_to_explore(store):
     write_run(store["root"], "no-covid", classes=("Pneumonia", "Normal"),
               configs=("from_scratch",))
     with pytest.raises(ValueError, match="no COVID-19 class"):
-        W.ThresholdExplorer("no-covid")
-    assert "no COVID-19 class" in W.threshold_book_view(store["root"] / "no-covid").data
+        ThresholdExplorer("no-covid")
+    assert "no COVID-19 class" in threshold_book_view(store["root"] / "no-covid").data
     with pytest.raises(FileNotFoundError, match="holds no run"):
-        W.ThresholdExplorer("missing")
+        ThresholdExplorer("missing")
 
 
 # --- the frozen views for the static book --------------------------------------------------------
@@ -396,9 +401,9 @@ def links(widget) -> list[dict]:
 
 
 def test_book_views_switch_in_the_browser_through_links(store):
-    view = W.ThresholdExplorer("tiny").book_view()
+    view = ThresholdExplorer("tiny").book_view()
     chooser, panels = view.children
-    assert list(chooser.options) == [W.config_description(c) for c in CONFIGS]
+    assert list(chooser.options) == [config_description(c) for c in CONFIGS]
     assert len(panels.children) == 3 and links(chooser)
     heading, slider, stack, notes = panels.children[0].children
     assert slider.options[slider.index] == "0.50" and len(stack.children) == 21
@@ -409,7 +414,7 @@ def test_book_views_switch_in_the_browser_through_links(store):
     assert '<use href="#cxr-roc-tiny-off-the-shelf"/>' in stack.children[0].value
     assert 'id="cxr-roc-tiny-off-the-shelf"' in heading.value
 
-    predictions = W.PredictionExplorer("tiny").book_view()
+    predictions = PredictionExplorer("tiny").book_view()
     style, chooser, stack = predictions.children
     assert "<style>" in style.value and ".cxr-t-" in style.value
     assert len(stack.children) == 3 and links(chooser)
@@ -417,7 +422,7 @@ def test_book_views_switch_in_the_browser_through_links(store):
     assert "actual COVID-19, predicted Pneumonia: 1 misclassified" in visible_text(first)
     assert "data:image" not in first, "thumbnails live once in the shared style sheet"
 
-    dataset = W.DatasetExplorer(store["curated"]).book_view()
+    dataset = DatasetExplorer(store["curated"]).book_view()
     style, chooser, stack = dataset.children
     assert list(chooser.options) == ["all classes", "COVID-19", "Pneumonia", "Normal"]
     assert "Excluded" in visible_text(stack.children[1].value)
@@ -428,10 +433,10 @@ def test_book_views_switch_in_the_browser_through_links(store):
 def test_book_views_too_large_for_a_page_become_a_static_rendering(store, monkeypatch):
     from IPython.display import HTML
 
-    monkeypatch.setattr(W, "BOOK_VIEW_MAX_BYTES", 1000)
-    for view in (W.ThresholdExplorer("tiny").book_view(),
-                 W.PredictionExplorer("tiny").book_view(),
-                 W.DatasetExplorer(store["curated"]).book_view()):
+    monkeypatch.setattr(base, "BOOK_VIEW_MAX_BYTES", 1000)
+    for view in (ThresholdExplorer("tiny").book_view(),
+                 PredictionExplorer("tiny").book_view(),
+                 DatasetExplorer(store["curated"]).book_view()):
         assert isinstance(view, HTML) and "shown as it stands" in view.data
 
 
@@ -441,7 +446,7 @@ def test_an_executed_notebook_keeps_the_views_widget_state(store, tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from cxrlib import widgets\nwidgets.threshold_book_view('tiny')")])
+        "from cxrlib import explore\nexplore.threshold_book_view('tiny')")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     NotebookClient(nb, timeout=120, kernel_name="python3",
@@ -475,8 +480,8 @@ def test_a_front_end_moving_the_slider_updates_the_live_explorer(store):
     try:
         printed: list[str] = []
         reply = client.execute_interactive(
-            "from cxrlib import widgets\n"
-            "explorer = widgets.ThresholdExplorer('tiny', config='off_the_shelf')\n"
+            "from cxrlib import explore\n"
+            "explorer = explore.ThresholdExplorer('tiny', config='off_the_shelf')\n"
             "display(explorer.widget)\n"
             "print(explorer.slider.model_id, explorer.output.model_id)",
             output_hook=lambda msg: printed.extend(msg["content"].get("text", "").split()),
@@ -493,7 +498,7 @@ def test_a_front_end_moving_the_slider_updates_the_live_explorer(store):
         # a click on a confusion-matrix cell of the prediction explorer
         printed.clear()
         client.execute_interactive(
-            "explorer = widgets.PredictionExplorer('tiny')\n"
+            "explorer = explore.PredictionExplorer('tiny')\n"
             "display(explorer.widget)\n"
             "print(explorer.cell_buttons[('Pneumonia', 'COVID-19')].model_id, "
             "explorer.output.model_id)",
@@ -513,10 +518,10 @@ def test_a_gradcam_overlay_keeps_the_image_and_colours_the_hot_region():
     pixels = np.full((40, 40), 100, dtype=np.uint8)
     heat = np.zeros((5, 5))
     heat[0, 0] = 1.0  # hot in the top-left corner only
-    rgb = W.overlay(pixels, heat, alpha=0.5)
+    rgb = overlay(pixels, heat, alpha=0.5)
     assert rgb.shape == (40, 40, 3) and rgb.dtype == np.uint8
     hot, cold = rgb[1, 1].astype(int), rgb[-2, -2].astype(int)
     assert hot[0] > hot[2], "the hot corner turns red"
     assert cold[2] > cold[0], "the cold corner turns blue"
     grey = np.repeat(pixels[..., None], 3, axis=2).astype(int)
-    assert np.abs(W.overlay(pixels, heat, alpha=0.0).astype(int) - grey).max() <= 1
+    assert np.abs(overlay(pixels, heat, alpha=0.0).astype(int) - grey).max() <= 1

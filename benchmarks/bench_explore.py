@@ -1,6 +1,6 @@
 """How long the explorers take to build and how much each frozen book view embeds in its page.
 
-    python benchmarks/bench_widgets.py [RUN]      (RUN: a run under results/, default "default")
+    python benchmarks/bench_explore.py [RUN]      (RUN: a run under results/, default "default")
 
 Prints, per explorer: seconds to open it, seconds to build the book view, and the bytes of
 widget state the page embeds (every widget's full state, as the notebook executor stores it).
@@ -14,7 +14,8 @@ import time
 
 import ipywidgets
 
-from cxrlib import report, widgets
+from cxrlib import runs
+from cxrlib.explore import DatasetExplorer, PredictionExplorer, ThresholdExplorer
 
 
 def new_state_bytes(before: set[str]) -> int:
@@ -42,11 +43,11 @@ def measure(name: str, open_explorer) -> None:
 
 
 def main(run: str = "default") -> None:
-    run_path = report.as_run_path(run)
-    print(f"run {run_path} ({report.run_label(run_path)})")
-    measure("dataset explorer", lambda: widgets.DatasetExplorer.for_run(run_path))
-    measure("prediction explorer", lambda: widgets.PredictionExplorer(run_path))
-    measure("threshold explorer", lambda: widgets.ThresholdExplorer(run_path))
+    run_path = runs.resolve(run)
+    print(f"run {run_path} ({runs.run_label(run_path)})")
+    measure("dataset explorer", lambda: DatasetExplorer.for_run(run_path))
+    measure("prediction explorer", lambda: PredictionExplorer(run_path))
+    measure("threshold explorer", lambda: ThresholdExplorer(run_path))
 
 
 if __name__ == "__main__":
