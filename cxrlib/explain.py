@@ -29,9 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+from scipy.stats import spearmanr
 
-from . import metrics, regions, results
-from .profiles import parse_config
+from . import regions, results
+from .cv import weights_path
 from .runs import fold_classes
 
 #: Candidate layers for Grad-CAM, top first (output strides 32, 16 and 8).
@@ -57,8 +60,6 @@ INITIALISERS = {"kernel": "kernel_initializer", "bias": "bias_initializer",
 
 
 def weights_file(run_path: str | Path, config: str, fold: int) -> Path:
-    from .cv import weights_path
-
     return weights_path(Path(run_path).name, config, fold)
 
 
@@ -81,15 +82,13 @@ def fold_model(run_path: str | Path, config: str, fold: int):
 
 @lru_cache(maxsize=4)
 def _cached_model(run_path: str, config: str, fold: int, mtime: int):
-    from .model import build_model, load_weights_compact
+    # cxrlib.model imports Keras (TensorFlow: seconds); only a rebuilt network needs it.
+    from .model import build_model, load_weights_compact, model_arguments
 
     profile = results.read_profile(Path(run_path))
-    strategy, blocks = parse_config(config)
     classes = fold_classes(run_path, config, fold)
-    model = build_model(strategy, profile.image_size, len(classes), blocks, weights=None,
-                        rotation_degrees=profile.rotation_degrees,
-                        shift_pixels=profile.shift_pixels_at_200 * profile.image_size / 200,
-                        seed=profile.seed + fold, batchnorm_momentum=profile.batchnorm_momentum)
+    model = build_model(n_classes=len(classes),
+                        **model_arguments(profile, config, fold, weights=None))
     return load_weights_compact(model, weights_file(run_path, config, fold))
 
 
@@ -105,11 +104,11 @@ def predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 def gradient(score_fn, x):
     """d score_fn(x) / dx for a scalar ``score_fn``: the one step that depends on the backend."""
-    import keras
+    import keras  # Keras and its backend take seconds to import: only Grad-CAM needs them
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # the backend in use (one of two optional ones)
 
         x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
@@ -117,7 +116,7 @@ def gradient(score_fn, x):
             score = score_fn(x)
         return tape.gradient(score, x)
     if backend == "jax":
-        import jax
+        import jax  # the backend in use (one of two optional ones)
 
         return jax.grad(score_fn)(x)
     raise NotImplementedError(f"Grad-CAM is written for the TensorFlow and JAX backends, not "
@@ -138,7 +137,7 @@ def gradcam(model, images: np.ndarray, class_indices, layer: str | None = None,
 
     ``images``: uint8 (N, S, S); ``class_indices``: the output class to explain, per image.
     """
-    import keras
+    import keras  # Keras and its backend take seconds to import: only Grad-CAM needs them
 
     ops = keras.ops
     layer = layer or gradcam_layer(model)
@@ -172,8 +171,6 @@ def gradcam(model, images: np.ndarray, class_indices, layer: str | None = None,
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     """Maps (N, h, w) resized bilinearly to (N, size, size), as they lie over the image."""
-    from PIL import Image
-
     return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), mode="F")
                                 .resize((size, size), Image.BILINEAR)) for m in maps]) \
         if len(maps) else np.zeros((0, size, size), np.float32)
@@ -220,7 +217,7 @@ def saliency_table(images: np.ndarray, maps: np.ndarray) -> pd.DataFrame:
 
 def cascade_steps(model) -> list[tuple[str, list[str]]]:
     """(step name, layers randomised so far) from the top down: logits, head, then top blocks."""
-    from .model import STEM_LAYERS, backbone_blocks
+    from .model import STEM_LAYERS, backbone_blocks  # imports Keras (seconds), as gradcam does
 
     blocks = backbone_blocks(model)
     steps = [("logits", [LOGITS_LAYER]), ("head", list(HEAD_LAYERS))]
@@ -255,8 +252,6 @@ def randomise_layers(model, layer_names, seed: int) -> None:
 
 def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
     """Structural similarity of two maps in [0, 1] (Wang et al. 2004, Gaussian windows)."""
-    from scipy.ndimage import gaussian_filter
-
     a, b = np.asarray(a, float), np.asarray(b, float)
     mu_a, mu_b = gaussian_filter(a, sigma), gaussian_filter(b, sigma)
     var_a = gaussian_filter(a * a, sigma) - mu_a ** 2
@@ -270,8 +265,6 @@ def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> float:
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation of two maps (NaN when either is constant, e.g. blank)."""
-    from scipy.stats import spearmanr
-
     a, b = np.ravel(a), np.ravel(b)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")

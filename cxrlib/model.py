@@ -32,6 +32,9 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
+
+from .profiles import Profile, parse_config
 
 STRATEGIES = ("off_the_shelf", "fine_tune", "from_scratch")
 N_BLOCKS = 18
@@ -43,6 +46,27 @@ HEAD_UNITS = 2500
 IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
                 + IMAGENET_FILE)
+
+
+def scaled_shift(image_size: int, at_200: float = Profile.shift_pixels_at_200) -> float:
+    """The largest augmentation shift at ``image_size``: the paper's shift of up to ``at_200`` px
+    at its 200 px (the profiles' default, 20 px), scaled with the image size."""
+    return at_200 * image_size / 200
+
+
+def model_arguments(profile: Profile, config: str, fold: int,
+                    weights: str | Path | None = "imagenet") -> dict:
+    """:func:`build_model`'s arguments (all but ``n_classes``) for ``config`` of ``profile``
+    trained in ``fold``: the one mapping from a profile and a configuration to the network,
+    used to train it (:mod:`cxrlib.cv`) and to rebuild it (:mod:`cxrlib.explain`). ``weights``
+    applies to the ImageNet strategies; from scratch always starts from random weights."""
+    strategy, trainable_blocks = parse_config(config)
+    return {"strategy": strategy, "image_size": profile.image_size,
+            "trainable_blocks": trainable_blocks,
+            "weights": None if strategy == "from_scratch" else weights,
+            "rotation_degrees": profile.rotation_degrees,
+            "shift_pixels": scaled_shift(profile.image_size, profile.shift_pixels_at_200),
+            "seed": profile.seed + fold, "batchnorm_momentum": profile.batchnorm_momentum}
 
 
 @keras.saving.register_keras_serializable(package="cxrlib")
@@ -176,7 +200,8 @@ def build_model(strategy: str, image_size: int, n_classes: int, trainable_blocks
     """MobileNetV2 + the paper's head for ``strategy`` (see the module docstring).
 
     ``weights``: "default" (ImageNet unless from scratch), None (random), "imagenet" or the path
-    of a weights file. ``shift_pixels`` defaults to 20 px at 200 px, scaled with ``image_size``.
+    of a weights file. ``shift_pixels`` defaults to 20 px at 200 px, scaled with ``image_size``
+    (:func:`scaled_shift`); :func:`model_arguments` gives all of them for a profile's run.
     ``batchnorm_momentum``: if given, the momentum of every BatchNormalization layer's moving
     statistics (MobileNetV2's own is 0.999, the head's Keras' default 0.99).
     """
@@ -189,7 +214,7 @@ def build_model(strategy: str, image_size: int, n_classes: int, trainable_blocks
     if strategy != "fine_tune" and trainable_blocks:
         raise ValueError(f"{strategy} takes no trainable_blocks (got {trainable_blocks})")
     if shift_pixels is None:
-        shift_pixels = 20.0 * image_size / 200
+        shift_pixels = scaled_shift(image_size)
     size = image_size
 
     inputs = keras.Input((size, size, 1), name="image")
@@ -219,8 +244,6 @@ def save_weights_compact(model: keras.Model, path: str | Path) -> Path:
     from a GPU machine. Rebuild the same architecture with :func:`build_model` and call
     :func:`load_weights_compact`.
     """
-    import numpy as np
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = [w.astype(np.float16) if w.dtype.kind == "f" else w for w in model.get_weights()]
@@ -232,8 +255,6 @@ def save_weights_compact(model: keras.Model, path: str | Path) -> Path:
 
 def load_weights_compact(model: keras.Model, path: str | Path) -> keras.Model:
     """Load weights written by :func:`save_weights_compact` into the same architecture."""
-    import numpy as np
-
     with np.load(path) as stored:
         arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     expected = [w.shape for w in model.get_weights()]

@@ -42,6 +42,8 @@ count) exercise the curation's exclusions: washed-out (low contrast), a strip of
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -81,6 +83,8 @@ def _soft_ellipse(u, v, cu, cv, ru, rv, edge=0.08):
 
 
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    # scipy.ndimage takes ~0.2 s to import; only rendering needs it, and the book command
+    # imports this module (through cxrlib.curate) even when it renders nothing.
     from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(a, sigma, mode="nearest")
@@ -174,20 +178,29 @@ def _draw_arrow(img, rng, tip_x, tip_y, size) -> None:
     img[shaft | head] = 0.98
 
 
-def render(recipe: dict) -> np.ndarray:
-    """The 8-bit grayscale image of one recipe (see :func:`make_synthetic`)."""
-    rng = np.random.default_rng(recipe["seed"])
-    collection, label = recipe["collection"], recipe["label"]
-    st = _style(collection, rng)
-    an = _anatomy(recipe["patient_seed"], st["child"])
+@dataclass(frozen=True)
+class _Frame:
+    """Where the thorax lies in the image: size, half-axes a and b and centre in pixels, and
+    every pixel's coordinates (u, v) in thorax units (rotated; +/-1 at the half-axes)."""
+
+    H: int
+    W: int
+    a: float
+    b: float
+    cx: float
+    cy: float
+    u: np.ndarray
+    v: np.ndarray
+
+
+def _frame(recipe: dict, st: dict, an: dict, rng) -> _Frame:
+    """Image size from the native size and aspect; thorax frame with a small rotation."""
     long_side = int(recipe["native_size"])
     aspect = st["aspect"]
     if recipe.get("fault") == "partial_thorax":
         aspect = rng.uniform(2.2, 2.6)  # a strip cut across the chest
     W = long_side if aspect >= 1 else max(8, round(long_side * aspect))
     H = max(8, round(long_side / aspect)) if aspect >= 1 else long_side
-
-    # Thorax frame: centre, half-width a and half-height b in pixels, small rotation.
     b = 0.5 * H * st["scale"] * an["height"] * (1.0 if recipe.get("fault") != "partial_thorax"
                                                else 2.4)
     a = b * 0.95 * an["width"]
@@ -198,28 +211,33 @@ def render(recipe: dict) -> np.ndarray:
     x0, y0 = xx - cx, yy - cy
     u = (np.cos(rot) * x0 + np.sin(rot) * y0) / a
     v = (-np.sin(rot) * x0 + np.cos(rot) * y0) / b
+    return _Frame(H, W, a, b, cx, cy, u, v)
 
-    s = float(recipe["sign"])  # this image's sign strength, 0..1
-    is_ = lambda name: label == name  # noqa: E731
 
-    # Lung geometry (per side), changed by emphysema (bigger, flat diaphragm) and fibrosis.
+def _lung_geometry(an: dict, label: str, s: float, rng) -> dict:
+    """Lung size and position per side, diaphragm domes and heart size of this film, changed
+    by emphysema (bigger lungs, flat diaphragm), fibrosis (smaller) and oedema (bigger heart)."""
     lung_rw, lung_rh, dome = an["lung_w"].copy(), an["lung_h"].copy(), an["dome"].copy()
     lung_cv = an["lung_v"].copy()
     lung_rh *= rng.uniform(0.9, 1.1)  # depth of inspiration differs between films
     dome *= rng.uniform(0.7, 1.3)
-    if is_("Emphysema"):
+    if label == "Emphysema":
         lung_rw *= 1 + 0.10 * s
         lung_rh *= 1 + 0.14 * s
         lung_cv += 0.07 * s
         dome *= 1 - 0.85 * s
-    if is_("Fibrosis"):
+    if label == "Fibrosis":
         lung_rw *= 1 - 0.03 * s
         lung_rh *= 1 - 0.03 * s
-    heart_scale = an["heart"] * (1 + 0.28 * s if is_("Edema") else 1.0)
+    heart_scale = an["heart"] * (1 + 0.28 * s if label == "Edema" else 1.0)
+    return dict(rw=lung_rw, rh=lung_rh, dome=dome, cv=lung_cv, heart_scale=heart_scale)
 
-    # Body: a boxy soft-tissue outline (shoulders, chest wall, arms' edge), a neck above; the
-    # outside is air (dark).
-    img = np.zeros((H, W), np.float32)
+
+def _body(f: _Frame, an: dict, st: dict, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A boxy soft-tissue outline (shoulders, chest wall, arms' edge), a neck above; the
+    outside is air (dark). Returns the image so far and the body mask."""
+    u, v = f.u, f.v
+    img = np.zeros((f.H, f.W), np.float32)
     shoulder = np.clip((v + 1.05) / 0.25, 0, 1)  # shoulders round off at the top
     half_width = an["body_width"] - 0.25 * (1 - shoulder) ** 2
     body = np.clip((half_width - np.abs(u)) / 0.06, 0, 1) * np.clip((v + 1.2) / 0.08, 0, 1)
@@ -233,28 +251,36 @@ def render(recipe: dict) -> np.ndarray:
             img += 0.9 * an["body"] * arm * np.clip((-0.7 - v) / 0.1, 0, 1) * \
                 np.clip((v + 2.2) / 0.1, 0, 1)
     img += 0.10 * np.clip(v - 0.55, 0, 1) * body  # abdomen is denser than chest wall
+    return img, body
 
-    # Lung fields (darker), cut below by the diaphragm domes.
-    lungs = np.zeros_like(img)
+
+def _lung_fields(f: _Frame, an: dict, lung: dict) -> np.ndarray:
+    """Both lung fields (1 inside), cut below by the diaphragm domes and by the mediastinum."""
+    u, v = f.u, f.v
+    lungs = np.zeros((f.H, f.W), np.float32)
     for k, side in enumerate((-1, 1)):
         cu = side * an["lung_u"][k]
-        lung = _soft_ellipse(u, v, cu, lung_cv[k], lung_rw[k], lung_rh[k], edge=0.12)
-        curve = 1 - ((u - cu) / (lung_rw[k] * 1.1)) ** 2
-        dome_v = lung_cv[k] + lung_rh[k] * 0.78 - dome[k] * curve
-        lung *= np.clip((dome_v - v) / 0.04, 0, 1)
-        lung *= np.clip((np.abs(u) - an["mediastinum"]) / 0.05, 0, 1)
-        lungs = np.maximum(lungs, lung)
-    lucency = 0.30 * an["lucency"] * (1 + (0.28 * s if is_("Emphysema") else 0.0))
+        field = _soft_ellipse(u, v, cu, lung["cv"][k], lung["rw"][k], lung["rh"][k], edge=0.12)
+        curve = 1 - ((u - cu) / (lung["rw"][k] * 1.1)) ** 2
+        dome_v = lung["cv"][k] + lung["rh"][k] * 0.78 - lung["dome"][k] * curve
+        field *= np.clip((dome_v - v) / 0.04, 0, 1)
+        field *= np.clip((np.abs(u) - an["mediastinum"]) / 0.05, 0, 1)
+        lungs = np.maximum(lungs, field)
+    return lungs
+
+
+def _chest_contents(img, f: _Frame, an: dict, lung: dict, lungs, body, label: str, s: float,
+                    rng) -> None:
+    """Darker lungs; mediastinum, spine and heart (bright, over the medial lungs); ribs,
+    clavicles and vessel texture. Adds to ``img`` in place."""
+    u, v = f.u, f.v
+    lucency = 0.30 * an["lucency"] * (1 + (0.28 * s if label == "Emphysema" else 0.0))
     gradient = 1.0 + 0.15 * np.clip(-v, 0, 1) - 0.1 * np.clip(v, 0, 1)
     img -= lucency * lungs * gradient * an["body"] / 0.42
-
-    # Mediastinum, spine and heart (bright, over the medial lungs).
     img += 0.16 * np.clip((an["mediastinum"] + 0.01 - np.abs(u)) / 0.05, 0, 1) * body
-    heart = _soft_ellipse(u, v, an["heart_u"], 0.36, 0.30 * heart_scale, 0.26 * heart_scale,
-                          edge=0.35)
+    heart = _soft_ellipse(u, v, an["heart_u"], 0.36, 0.30 * lung["heart_scale"],
+                          0.26 * lung["heart_scale"], edge=0.35)
     img += 0.20 * heart
-
-    # Ribs and clavicles, vessel texture.
     rib_wave = v * an["rib_freq"] - 0.9 * np.abs(u) ** 1.5 + an["rib_phase"]
     ribs = (0.5 + 0.5 * np.sin(2 * np.pi * rib_wave)) ** 6
     chest = np.clip((1.05 - np.abs(u)) / 0.1, 0, 1) * np.clip((0.7 - v) / 0.1, 0, 1)
@@ -263,87 +289,148 @@ def render(recipe: dict) -> np.ndarray:
         clav = np.exp(-((v + 0.80 - 0.12 * np.abs(u)) / 0.03) ** 2) * (side * u > 0.05) * \
             (np.abs(u) < 0.75)
         img += 0.10 * clav
-    vessel_amp = 0.05 * an["vessels"] * (1 - (0.6 * s if is_("Emphysema") else 0.0))
+    vessel_amp = 0.05 * an["vessels"] * (1 - (0.6 * s if label == "Emphysema" else 0.0))
     hilar = np.exp(-((np.abs(u) - 0.28) / 0.25) ** 2 - ((v + 0.02) / 0.4) ** 2)
-    sig = max(1.0, W / 160)
-    img += vessel_amp * np.abs(_smooth_noise(rng, (H, W), sig)) * hilar * lungs
+    sig = max(1.0, f.W / 160)
+    img += vessel_amp * np.abs(_smooth_noise(rng, (f.H, f.W), sig)) * hilar * lungs
 
-    # ------------------------------------------------------------------ the sign of each class
-    # Signs draw from their own stream, so the same recipe drawn as Normal differs only by
-    # the sign; exposure is normalised before the sign is added, for the same reason.
-    sign_rng = np.random.default_rng([int(recipe["seed"]), 7])
-    exposure_scale = max(float(np.percentile(img, 99.5)), 1e-3)
-    opac = np.zeros_like(img)
-    if is_("COVID-19"):
-        ggo = np.clip(_smooth_noise(sign_rng, (H, W), max(1.5, W / 60)) * 0.5 + 0.6, 0, 1.2)
-        for side in (-1, 1):
-            for _ in range(int(sign_rng.integers(3, 6))):
-                cu = side * sign_rng.uniform(0.50, 0.72)
-                cv = sign_rng.uniform(0.0, 0.45)
-                r = sign_rng.uniform(0.14, 0.24)
-                opac += 0.26 * s * _soft_ellipse(u, v, cu, cv, r, r * 1.3, edge=0.7) * ggo
-    elif is_("Edema"):
-        for side in (-1, 1):
-            opac += 0.30 * s * np.exp(-((u - side * 0.27) / 0.19) ** 2 - ((v + 0.02) / 0.32) ** 2)
-            for _ in range(int(sign_rng.integers(2, 5))):  # Kerley B lines
-                lv = sign_rng.uniform(0.25, 0.55)
-                opac += 0.12 * s * (np.abs(v - lv) < 0.012) * (side * u > 0.70) * (side * u < 0.82)
-    elif is_("Effusion"):
-        sides = [int(sign_rng.choice([-1, 1]))] if sign_rng.random() < 0.75 else [-1, 1]
-        for side in sides:
-            k = (side + 1) // 2
-            level = lung_cv[k] + lung_rh[k] * sign_rng.uniform(0.05, 0.35) + 0.15 * (1 - s)
-            lateral = np.clip(side * u - 0.15, 0, 1)
-            meniscus = level - 0.35 * lateral ** 2  # fluid climbs the lateral chest wall
-            fluid = np.clip((v - meniscus) / 0.03, 0, 1) * (side * u > 0.1) * body
-            angle = np.clip((side * u - 0.5) / 0.1, 0, 1) * \
-                np.clip((0.86 - side * u) / 0.08, 0, 1) * \
-                np.clip((lung_cv[k] + lung_rh[k] * 0.8 - v) / 0.08, 0, 1)  # costophrenic angle
-            opac += (0.18 + 0.17 * s) * fluid * np.clip(lungs * 1.6 + angle, 0, 1)
-    elif is_("Fibrosis"):
-        net = np.zeros_like(img)
-        freq = sign_rng.uniform(12, 16)
-        for ang in sign_rng.uniform(0, np.pi, 3):
-            phase = sign_rng.uniform(0, 2 * np.pi)
-            net += np.abs(np.sin(freq * (np.cos(ang) * u + np.sin(ang) * v * b / a) + phase)) < 0.25
-        zone = np.clip((v + 0.05) / 0.25, 0, 1) * np.clip(np.abs(u) / 0.8, 0.35, 1)
-        opac += 0.25 * s * np.clip(net, 0, 1) * zone
-    elif is_("Pneumonia"):
-        side = int(sign_rng.choice([-1, 1]))
-        upper = sign_rng.random() < 0.45
-        tilt = sign_rng.uniform(-0.25, 0.25)
-        fissure = lung_cv[(side + 1) // 2] + (-0.05 if upper else 0.12) + \
-            tilt * (side * u - 0.47)
-        lobe = np.clip(((fissure - v) if upper else (v - fissure)) / 0.02, 0, 1) * (side * u > 0.12)
-        texture = 0.85 + 0.15 * _smooth_noise(sign_rng, (H, W), max(1.0, W / 80))
-        opac += (0.2 + 0.25 * s) * lobe * texture
-    opac *= np.clip(lungs * 1.4, 0, 1) if not is_("Effusion") else 1.0
-    img += _blur(opac, max(0.6, W / 256))
 
-    # Breast shadows (adult women), exposure, noise, collection marks.
+# The sign of each class: an opacity map (added to the image after blurring), drawn from the
+# sign's own random stream.
+
+def _covid_sign(f: _Frame, s, lung, lungs, body, rng) -> np.ndarray:
+    """Ground-glass patches, peripheral and lower, on both sides."""
+    opac = np.zeros((f.H, f.W), np.float32)
+    ggo = np.clip(_smooth_noise(rng, (f.H, f.W), max(1.5, f.W / 60)) * 0.5 + 0.6, 0, 1.2)
+    for side in (-1, 1):
+        for _ in range(int(rng.integers(3, 6))):
+            cu = side * rng.uniform(0.50, 0.72)
+            cv = rng.uniform(0.0, 0.45)
+            r = rng.uniform(0.14, 0.24)
+            opac += 0.26 * s * _soft_ellipse(f.u, f.v, cu, cv, r, r * 1.3, edge=0.7) * ggo
+    return opac
+
+
+def _edema_sign(f: _Frame, s, lung, lungs, body, rng) -> np.ndarray:
+    """Perihilar haze on both sides and Kerley B lines at the lateral bases."""
+    u, v = f.u, f.v
+    opac = np.zeros((f.H, f.W), np.float32)
+    for side in (-1, 1):
+        opac += 0.30 * s * np.exp(-((u - side * 0.27) / 0.19) ** 2 - ((v + 0.02) / 0.32) ** 2)
+        for _ in range(int(rng.integers(2, 5))):  # Kerley B lines
+            lv = rng.uniform(0.25, 0.55)
+            opac += 0.12 * s * (np.abs(v - lv) < 0.012) * (side * u > 0.70) * (side * u < 0.82)
+    return opac
+
+
+def _effusion_sign(f: _Frame, s, lung, lungs, body, rng) -> np.ndarray:
+    """Fluid at the base of one side (sometimes both), with a meniscus and a blunted angle."""
+    u, v = f.u, f.v
+    opac = np.zeros((f.H, f.W), np.float32)
+    sides = [int(rng.choice([-1, 1]))] if rng.random() < 0.75 else [-1, 1]
+    for side in sides:
+        k = (side + 1) // 2
+        level = lung["cv"][k] + lung["rh"][k] * rng.uniform(0.05, 0.35) + 0.15 * (1 - s)
+        lateral = np.clip(side * u - 0.15, 0, 1)
+        meniscus = level - 0.35 * lateral ** 2  # fluid climbs the lateral chest wall
+        fluid = np.clip((v - meniscus) / 0.03, 0, 1) * (side * u > 0.1) * body
+        angle = np.clip((side * u - 0.5) / 0.1, 0, 1) * \
+            np.clip((0.86 - side * u) / 0.08, 0, 1) * \
+            np.clip((lung["cv"][k] + lung["rh"][k] * 0.8 - v) / 0.08, 0, 1)  # costophrenic angle
+        opac += (0.18 + 0.17 * s) * fluid * np.clip(lungs * 1.6 + angle, 0, 1)
+    return opac
+
+
+def _fibrosis_sign(f: _Frame, s, lung, lungs, body, rng) -> np.ndarray:
+    """A reticular net, mostly in the lower and outer zones."""
+    u, v = f.u, f.v
+    opac = np.zeros((f.H, f.W), np.float32)
+    net = np.zeros_like(opac)
+    freq = rng.uniform(12, 16)
+    for ang in rng.uniform(0, np.pi, 3):
+        phase = rng.uniform(0, 2 * np.pi)
+        net += np.abs(np.sin(freq * (np.cos(ang) * u + np.sin(ang) * v * f.b / f.a) + phase)) < 0.25
+    zone = np.clip((v + 0.05) / 0.25, 0, 1) * np.clip(np.abs(u) / 0.8, 0.35, 1)
+    opac += 0.25 * s * np.clip(net, 0, 1) * zone
+    return opac
+
+
+def _pneumonia_sign(f: _Frame, s, lung, lungs, body, rng) -> np.ndarray:
+    """A lobar consolidation on one side, bounded by a fissure."""
+    u, v = f.u, f.v
+    opac = np.zeros((f.H, f.W), np.float32)
+    side = int(rng.choice([-1, 1]))
+    upper = rng.random() < 0.45
+    tilt = rng.uniform(-0.25, 0.25)
+    fissure = lung["cv"][(side + 1) // 2] + (-0.05 if upper else 0.12) + \
+        tilt * (side * u - 0.47)
+    lobe = np.clip(((fissure - v) if upper else (v - fissure)) / 0.02, 0, 1) * (side * u > 0.12)
+    texture = 0.85 + 0.15 * _smooth_noise(rng, (f.H, f.W), max(1.0, f.W / 80))
+    opac += (0.2 + 0.25 * s) * lobe * texture
+    return opac
+
+
+_SIGNS = {"COVID-19": _covid_sign, "Edema": _edema_sign, "Effusion": _effusion_sign,
+          "Fibrosis": _fibrosis_sign, "Pneumonia": _pneumonia_sign}
+
+
+def _expose(img, f: _Frame, recipe: dict, st: dict, exposure_scale: float, rng) -> np.ndarray:
+    """Breast shadows (adult women), uneven exposure, the collection's exposure habits, a
+    re-encoded copy's shift, and noise."""
     if recipe.get("sex") == "F" and not st["child"]:
         for side in (-1, 1):
-            img += 0.06 * _soft_ellipse(u, v, side * 0.62, 0.62, 0.34, 0.24, edge=0.5)
+            img += 0.06 * _soft_ellipse(f.u, f.v, side * 0.62, 0.62, 0.34, 0.24, edge=0.5)
     img = np.clip(img, 0, None)
-    field = _smooth_noise(rng, (max(4, H // 8), max(4, W // 8)), 1.5)
-    field = np.asarray(Image.fromarray(field.astype(np.float32)).resize((W, H), Image.BILINEAR))
+    field = _smooth_noise(rng, (max(4, f.H // 8), max(4, f.W // 8)), 1.5)
+    field = np.asarray(Image.fromarray(field.astype(np.float32)).resize((f.W, f.H),
+                                                                         Image.BILINEAR))
     img *= 1.0 + 0.12 * field  # uneven exposure across the film (heel effect, scatter)
     img = np.clip(st["gain"] * img / exposure_scale * 0.9
                   + st["offset"], 0, 1) ** st["gamma"]
     if recipe.get("variant"):  # a re-encoded copy: slightly different exposure and noise
         img = np.clip(img * 0.97 + 0.02, 0, 1)
-    img = np.clip(img + st["noise"] * rng.standard_normal(img.shape).astype(np.float32), 0, 1)
+    return np.clip(img + st["noise"] * rng.standard_normal(img.shape).astype(np.float32), 0, 1)
 
+
+def _mark(img, f: _Frame, collection: str, rng) -> None:
+    """The collection's marks: captions and arrows (web figures) or a side marker."""
+    H, W = f.H, f.W
     mark_h = max(4, H // 14)
     if collection == "synthetic-web":
         _draw_caption(img, rng, int(rng.integers(0, 4)))
         if rng.random() < 0.4:
-            _draw_arrow(img, rng, cx + 0.6 * a * rng.choice([-1, 1]), cy + 0.2 * b, max(6, W / 10))
+            _draw_arrow(img, rng, f.cx + 0.6 * f.a * rng.choice([-1, 1]), f.cy + 0.2 * f.b,
+                        max(6, W / 10))
     elif collection == "synthetic-paediatric":
         _draw_marker(img, "R", int(H * 0.05), int(W * 0.05), mark_h)
     elif collection == "synthetic-hospital":
         _draw_marker(img, "L", int(H * 0.04), int(W * 0.90), mark_h)
 
+
+def render(recipe: dict) -> np.ndarray:
+    """The 8-bit grayscale image of one recipe (see :func:`make_synthetic`)."""
+    rng = np.random.default_rng(recipe["seed"])
+    collection, label = recipe["collection"], recipe["label"]
+    st = _style(collection, rng)
+    an = _anatomy(recipe["patient_seed"], st["child"])
+    f = _frame(recipe, st, an, rng)
+    s = float(recipe["sign"])  # this image's sign strength, 0..1
+    lung = _lung_geometry(an, label, s, rng)
+    img, body = _body(f, an, st, rng)
+    lungs = _lung_fields(f, an, lung)
+    _chest_contents(img, f, an, lung, lungs, body, label, s, rng)
+
+    # Signs draw from their own stream, so the same recipe drawn as Normal differs only by
+    # the sign; exposure is normalised before the sign is added, for the same reason.
+    sign_rng = np.random.default_rng([int(recipe["seed"]), 7])
+    exposure_scale = max(float(np.percentile(img, 99.5)), 1e-3)
+    opac = _SIGNS[label](f, s, lung, lungs, body, sign_rng) if label in _SIGNS \
+        else np.zeros_like(img)
+    opac *= np.clip(lungs * 1.4, 0, 1) if label != "Effusion" else 1.0
+    img += _blur(opac, max(0.6, f.W / 256))
+
+    img = _expose(img, f, recipe, st, exposure_scale, rng)
+    _mark(img, f, collection, rng)
     fault = recipe.get("fault")
     if fault == "low_contrast":
         img = 0.42 + 0.14 * img
@@ -374,6 +461,51 @@ def _demographics(rng, collection: str) -> tuple[float, str, str]:
     return float(rng.integers(20, 91)), sex, str(rng.choice(["PA", "PA", "AP"]))
 
 
+def _class_rows(label: str, ci: int, collection: str, prefix: str, rng, per_class: int,
+                native_size: int, sign_strength: float) -> list[dict]:
+    """The good images of one class: patients of 1-4 images each, one recipe per image."""
+    rows, patient_no = [], 0
+    for size in _patient_sizes(rng, per_class):
+        patient_no += 1
+        patient_seed = int(rng.integers(2 ** 31))
+        age, sex, view = _demographics(rng, collection)
+        for follow_up in range(size):
+            rows.append(dict(
+                label=label, source=collection, finding=label,
+                patient_id=f"{prefix}:{ci}-{patient_no:04d}", view=view,
+                age=age, sex=sex, subtype="", population=(
+                    "paediatric" if collection == "synthetic-paediatric" else "adult"),
+                recipe=dict(seed=int(rng.integers(2 ** 31)), patient_seed=patient_seed,
+                            label=label, collection=collection, sex=sex,
+                            native_size=int(native_size), fault="",
+                            sign=float(sign_strength * rng.uniform(0.35, 1.0)),
+                            follow_up=follow_up)))
+    return rows
+
+
+def _faulty_rows(good: list[dict], ci: int, prefix: str, rng, per_class: int,
+                 n_faults: int) -> list[dict]:
+    """``n_faults`` faulty images made from the class's good ones, each under a patient id of
+    its own, the faults taken in turn from :data:`FAULTS`."""
+    rows, patient_no = [], len({r["patient_id"] for r in good})
+    for k in range(n_faults):
+        fault = FAULTS[k % len(FAULTS)]
+        base = good[int(rng.integers(len(good[:per_class])))]
+        row = dict(base, recipe=dict(base["recipe"]))
+        patient_no += 1
+        row["patient_id"] = f"{prefix}:{ci}-{patient_no:04d}"
+        if fault == "duplicate":
+            # The same radiograph published again under another patient id; every other
+            # duplicate is a re-encoded (near-identical) copy.
+            row["recipe"]["variant"] = int(k // len(FAULTS)) % 2
+        else:
+            row["recipe"]["seed"] = int(rng.integers(2 ** 31))
+            row["recipe"]["fault"] = fault
+        row["planted_fault"] = fault
+        rows.append(row)
+    return rows
+
+
 def make_synthetic(per_class: int = 80, seed: int = 2020, classes=CLASSES,
                    extras=EXTRA_CLASSES, native_size: int = 128, sign_strength: float = 1.0,
                    fault_fraction: float = 0.05, collection_style: str = "paper",
@@ -395,43 +527,12 @@ def make_synthetic(per_class: int = 80, seed: int = 2020, classes=CLASSES,
     rows: list[dict] = []
     prefix = "synthetic-ext" if collection_style == "external" else "synthetic"
     for ci, label in enumerate(list(classes) + [e for e in extras if e not in classes]):
-        class_seq = root.spawn(ci + 1)[-1]
-        rng = np.random.default_rng(class_seq)
+        rng = np.random.default_rng(root.spawn(ci + 1)[-1])
         collection = EXTERNAL if collection_style == "external" else COLLECTIONS[label]
-        n_faults = int(round(fault_fraction * per_class))
-        class_rows = []
-        patient_no = 0
-        for size in _patient_sizes(rng, per_class):
-            patient_no += 1
-            patient_seed = int(rng.integers(2 ** 31))
-            age, sex, view = _demographics(rng, collection)
-            for follow_up in range(size):
-                class_rows.append(dict(
-                    label=label, source=collection, finding=label,
-                    patient_id=f"{prefix}:{ci}-{patient_no:04d}", view=view,
-                    age=age, sex=sex, subtype="", population=(
-                        "paediatric" if collection == "synthetic-paediatric" else "adult"),
-                    recipe=dict(seed=int(rng.integers(2 ** 31)), patient_seed=patient_seed,
-                                label=label, collection=collection, sex=sex,
-                                native_size=int(native_size), fault="",
-                                sign=float(sign_strength * rng.uniform(0.35, 1.0)),
-                                follow_up=follow_up)))
-        for k in range(n_faults):
-            fault = FAULTS[k % len(FAULTS)]
-            base = class_rows[int(rng.integers(len(class_rows[:per_class])))]
-            row = dict(base, recipe=dict(base["recipe"]))
-            patient_no += 1
-            row["patient_id"] = f"{prefix}:{ci}-{patient_no:04d}"
-            if fault == "duplicate":
-                # The same radiograph published again under another patient id; every other
-                # duplicate is a re-encoded (near-identical) copy.
-                row["recipe"]["variant"] = int(k // len(FAULTS)) % 2
-            else:
-                row["recipe"]["seed"] = int(rng.integers(2 ** 31))
-                row["recipe"]["fault"] = fault
-            row["planted_fault"] = fault
-            class_rows.append(row)
-        rows.extend(class_rows)
+        good = _class_rows(label, ci, collection, prefix, rng, per_class, native_size,
+                           sign_strength)
+        rows.extend(good + _faulty_rows(good, ci, prefix, rng, per_class,
+                                        int(round(fault_fraction * per_class))))
     df = pd.DataFrame(rows)
     df["planted_fault"] = df.get("planted_fault", pd.Series("", index=df.index)).fillna("")
     df.insert(0, "image_id", [f"{prefix}-{i:05d}" for i in range(len(df))])
