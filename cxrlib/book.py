@@ -1,10 +1,12 @@
-"""Tables and text for the book's chapters on data, methods and reproducibility.
+"""Tables and text for the book's chapters around the results: the banner that says what a
+chapter shows, the methods (settings, quoted docstrings) and reproducibility (packages, where
+and how long each run ran, the commands that rebuild it).
 
-The results and the comparison with the paper come from :mod:`cxrlib.report`; this module
-serves the chapters around them. Like the report, it reads what is stored (profiles, the
-curated dataset's ``curation.json``, each fold's ``fold.json``) and the live environment, and
-never trains. Docstrings are read from the source files, so the methods chapter quotes the
-model's and the CV loop's own definitions without importing Keras.
+The run itself (which one, its profile, label, environment) comes from :mod:`cxrlib.runs`; the
+curated dataset's tables from :mod:`cxrlib.curation_figures`; the results and the paper beside
+them from :mod:`cxrlib.tables`, :mod:`cxrlib.figures`, :mod:`cxrlib.comparison` and
+:mod:`cxrlib.glue`. Nothing here trains. Docstrings are read from the source files, so the
+methods chapter quotes the model's and the CV loop's own definitions without importing Keras.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paper, paths, results
+from . import paper, paths, results, runs
+from .env import cpu_description, git_commit
 from .profiles import PROFILES, Profile
+from .vendor import versions
 
 #: Profile fields the paper states (possibly in other words); every other one is our choice.
 PAPER_STATED = {"classes", "image_size", "n_folds", "grouping", "configs",
@@ -42,28 +46,12 @@ SETTING_LABELS = {
 }
 
 
-# --- which run -----------------------------------------------------------------------------
-
-def shown_run() -> Path:
-    """The run the chapters show (``$CXRLIB_BOOK_RUN``, else the report's choice)."""
-    from .report import book_run
-
-    return Path(book_run())
-
-
-def run_profile(run_path: Path) -> Profile | None:
-    try:
-        return results.read_profile(run_path)
-    except FileNotFoundError:
-        return None
-
+# --- what a chapter shows ------------------------------------------------------------------
 
 def banner(run_path: Path) -> str:
     """A MyST admonition saying what the chapter shows: findings, or a demonstration."""
-    from .report import run_label
-
-    profile = run_profile(run_path)
-    label = run_label(run_path)
+    profile = runs.run_profile(run_path)
+    label = runs.run_label(run_path)
     if profile is None:
         return (f":::{{warning}}\nNo results to show: `{run_path}` holds no run. Run "
                 f"`python -m cxrlib book` to make the demonstration run.\n:::\n")
@@ -169,129 +157,6 @@ def not_reported() -> list[str]:
     return list(paper.reported()["model"]["not_reported"])
 
 
-# --- data ----------------------------------------------------------------------------------
-
-def curated_dir(run_path: Path) -> Path | None:
-    """The curated dataset the run was trained on if it is on this machine, else the copy of
-    its manifest and summary stored with the results (``<run>/curation/``, no images)."""
-    profile = run_profile(run_path)
-    if profile is None:
-        return None
-    try:
-        from .curate import curated_dir_for
-    except ImportError:  # curation not installed in this checkout
-        return None
-    folder = Path(curated_dir_for(profile))
-    if (folder / "curation.json").is_file():
-        return folder
-    stored = Path(run_path) / results.CURATION_DIR
-    return stored if (stored / "curation.json").is_file() else None
-
-
-def paper_counts() -> pd.DataFrame:
-    counts = paper.class_counts()
-    sources = paper.reported()["sources"]
-    return pd.DataFrame({"paper's images": counts,
-                         "paper's source": {c: sources.get(c, "") for c in counts}})
-
-
-def label_by_source(run_path: Path) -> pd.DataFrame | None:
-    """Images per class and source in the run's folds (the design's source confound)."""
-    folds_csv = Path(run_path) / "folds.csv"
-    if not folds_csv.is_file():
-        return None
-    folds = results.read_folds(run_path)
-    table = pd.crosstab(folds["label"], folds["source"], margins=True, margins_name="all")
-    order = [c for c in paper.CLASSES if c in table.index] + ["all"]
-    return table.loc[order]
-
-
-def curated_manifest(run_path: Path) -> pd.DataFrame | None:
-    """The manifest of the run's curated dataset (every candidate image, with its decision)."""
-    folder = curated_dir(run_path)
-    if folder is None:
-        return None
-    from .dataset import read_manifest
-
-    return read_manifest(folder)
-
-
-def _class_order(labels) -> list[str]:
-    present = set(labels)
-    return [c for c in paper.CLASSES if c in present] + sorted(present - set(paper.CLASSES))
-
-
-def counts_against_paper(manifest: pd.DataFrame, synthetic: bool = False) -> pd.DataFrame:
-    """Per class: the paper's count, our included images, the shortfall, our exclusions.
-
-    A synthetic set is generated at a chosen size, so it has no shortfall to report.
-    """
-    used = manifest[manifest["excluded"] == ""]
-    dropped = manifest[manifest["excluded"] != ""]
-    paper_counts_ = paper.class_counts()
-    rows = []
-    for label in _class_order(manifest["label"]):
-        ours = int((used["label"] == label).sum())
-        theirs = paper_counts_.get(label)
-        rows.append({"class": label, "paper": "" if theirs is None else theirs,
-                     "ours (used)": ours,
-                     "short of the paper": "" if theirs is None else max(theirs - ours, 0),
-                     "excluded": int((dropped["label"] == label).sum())})
-    table = pd.DataFrame(rows).set_index("class")
-    return table.drop(columns="short of the paper") if synthetic else table
-
-
-def exclusion_reasons(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Excluded images per class and reason (a reason's detail after ':' is dropped)."""
-    dropped = manifest[manifest["excluded"] != ""]
-    if dropped.empty:
-        return pd.DataFrame()
-    reason = dropped["excluded"].str.split(":", n=1).str[0].rename("reason")
-    table = pd.crosstab(dropped["label"], reason, margins=True, margins_name="all")
-    return table.loc[[c for c in _class_order(dropped["label"])] + ["all"]]
-
-
-def images_by_source(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Used images per class and source."""
-    used = manifest[manifest["excluded"] == ""]
-    table = pd.crosstab(used["label"], used["source"], margins=True, margins_name="all")
-    return table.loc[_class_order(used["label"]) + ["all"]]
-
-
-DUPLICATE_LABELS = {
-    "pairs": "near-duplicate pairs found", "groups": "groups of duplicates",
-    "identical_groups": "groups of byte-identical images",
-    "cross_source_groups": "groups spanning two sources",
-    "cross_patient_groups": "groups spanning two patient ids",
-    "label_conflict_groups": "groups with two labels",
-}
-
-
-def duplicates_table(summary: dict) -> pd.DataFrame | None:
-    """What duplicate detection and patient reconciliation found (from ``curation.json``)."""
-    duplicates = summary.get("duplicates")
-    if not duplicates:
-        return None
-    rows = {label: duplicates[key] for key, label in DUPLICATE_LABELS.items()
-            if key in duplicates}
-    patients = summary.get("patients", {})
-    if "source_patient_ids" in patients:
-        rows["patient ids in the sources (used images)"] = patients["source_patient_ids"]
-    if "reconciled_patient_ids" in patients:
-        rows["patients after reconciling duplicates"] = patients["reconciled_patient_ids"]
-    return pd.DataFrame({"count": rows}).rename_axis("duplicates and patients")
-
-
-def curation_summary(run_path: Path) -> dict:
-    """The run's ``curation.json`` (parameters, duplicates, timing), or {} when absent."""
-    folder = curated_dir(run_path)
-    if folder is None:
-        return {}
-    from .dataset import read_summary
-
-    return read_summary(folder)
-
-
 # --- reproducibility -----------------------------------------------------------------------
 
 def requirement_names(root: Path | None = None) -> list[str]:
@@ -323,16 +188,12 @@ def package_table(root: Path | None = None) -> pd.DataFrame:
 
 
 def javascript_table(root: Path | None = None) -> pd.DataFrame:
-    from .vendor import versions
-
     found = versions(root)
     return pd.DataFrame({"version": found}).rename_axis("npm package (vendored)")
 
 
 def live_environment() -> pd.DataFrame:
     """Where this book was built (the chapters were executed here, not the training)."""
-    from .env import cpu_description, git_commit
-
     rows = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -359,14 +220,12 @@ def notebook_seconds(run: str) -> float | None:
 
 def run_times(results_root: Path | None = None) -> pd.DataFrame:
     """Per stored run: where it ran, how many folds, and how long the training took."""
-    from .report import fold_infos, run_environment
-
     root = Path(results_root) if results_root else paths.results_dir()
     rows = []
     for run in results.list_runs(root):
         profile = results.read_profile(root / run)
-        infos = fold_infos(root / run)
-        env = run_environment(root / run)
+        infos = runs.fold_infos(root / run)
+        env = runs.run_environment(root / run)
         train = float(infos["train_seconds"].sum()) if "train_seconds" in infos else 0.0
         predict = float(infos["predict_seconds"].sum()) if "predict_seconds" in infos else 0.0
         notebooks = notebook_seconds(run)
@@ -415,7 +274,7 @@ def cluster_benchmarks(root: Path | None = None) -> pd.DataFrame:
 
 def rerun_commands(run_path: Path) -> str:
     """Markdown: the commands that rebuild each part of the shown run."""
-    profile = run_profile(run_path)
+    profile = runs.run_profile(run_path)
     name = profile.name if profile else "default"
     run = Path(run_path).name
     run_opt = "" if run == name else f" --run {run}"

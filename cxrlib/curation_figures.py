@@ -1,6 +1,7 @@
 """Tables and figures of a curated dataset (notebook 01 and the book's data chapter call these).
 
-Every table comes from ``manifest.csv`` and ``curation.json`` of one curated folder. Images are
+Every table comes from ``manifest.csv`` and ``curation.json`` of one curated folder (or of the
+copy a run stores with its results, :func:`cxrlib.runs.curated_dir`). Images are
 shown only for synthetic data, or for real data when ``CXRLIB_SHOW_REAL_IMAGES=1`` is set, so
 that no committed or CI output embeds a real X-ray. Every title of synthetic data says so.
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import paper
 from .dataset import load_image, read_manifest, read_summary
 from .paper import CLASSES
 
@@ -31,37 +34,79 @@ def may_show_images(out) -> bool:
     return is_synthetic(out) or os.environ.get(SHOW_REAL_ENV) == "1"
 
 
-def _labels(summary: dict) -> list[str]:
-    order = list(CLASSES) + [k for k in summary["counts"] if k not in CLASSES]
-    return [k for k in order if k in summary["counts"]]
+def _labels(manifest: pd.DataFrame, summary: dict) -> list[str]:
+    """The classes of a curated set: the paper's, in its order, then any others (e.g. NIH's
+    "No Finding") in the order curation met them."""
+    found = dict.fromkeys([*summary.get("counts", {}), *manifest["label"]])
+    return [c for c in CLASSES if c in found] + [c for c in found if c not in CLASSES]
 
 
 def counts_table(out) -> pd.DataFrame:
-    """Per class: the paper's count, what the sources offer, what we include, the shortfall."""
+    """Per class: the paper's count, what the sources offer and what curation examined (as
+    ``curation.json`` records them), the images excluded, unreadable and included, and the
+    shortfall against the paper (none for synthetic data, generated at a chosen size); then the
+    total over the paper's seven classes. Included and excluded are counted in the manifest."""
+    m = read_manifest(out)
     s = read_summary(out)
+    logged = s.get("counts", {})
+    reported = paper.class_counts()
     rows = []
-    for label in _labels(s):
-        c = s["counts"][label]
-        rows.append({"class": label, "paper": c["paper"], "available": c["available"],
-                     "examined": c["examined"], "excluded": sum(c["excluded"].values()),
-                     "unreadable": c.get("unreadable", 0), "included": c["included"],
-                     "shortfall": c["shortfall"]})
+    for label in _labels(m, s):
+        theirs = reported.get(label)
+        mine = m[m["label"] == label]
+        included = int((mine["excluded"] == "").sum())
+        rows.append({"class": label, "paper": theirs,
+                     "available": logged.get(label, {}).get("available"),
+                     "examined": logged.get(label, {}).get("examined"),
+                     "excluded": int((mine["excluded"] != "").sum()),
+                     "unreadable": logged.get(label, {}).get("unreadable", 0),
+                     "included": included,
+                     "shortfall": None if theirs is None or s.get("synthetic")
+                     else max(theirs - included, 0)})
     df = pd.DataFrame(rows).set_index("class")
     total = df.drop(index=[i for i in df.index if i not in CLASSES]).sum(numeric_only=True)
     df.loc["total (7 classes)"] = total
     return df.astype("Int64")
 
 
+def counts_against_paper(out) -> pd.DataFrame:
+    """The data chapter's view of :func:`counts_table`: per class, the paper's count, the images
+    we use, the shortfall and the exclusions (a synthetic set is generated at a chosen size, so
+    it has no shortfall to report)."""
+    table = counts_table(out).drop(index="total (7 classes)")
+    shown = pd.DataFrame({"paper": table["paper"], "ours (used)": table["included"],
+                          "short of the paper": table["shortfall"],
+                          "excluded": table["excluded"]}).astype(object)
+    shown = shown.where(shown.notna(), "")
+    return shown.drop(columns="short of the paper") if is_synthetic(out) else shown
+
+
+def paper_counts() -> pd.DataFrame:
+    """The paper's images per class and the source it names for each."""
+    counts = paper.class_counts()
+    sources = paper.reported()["sources"]
+    return pd.DataFrame({"paper's images": counts,
+                         "paper's source": {c: sources.get(c, "") for c in counts}})
+
+
+def _with_totals(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """``table`` in class order with a total row and column ("all")."""
+    table = table.reindex([c for c in order if c in table.index])
+    table.loc["all"] = table.sum()
+    table["all"] = table.sum(axis=1)
+    return table
+
+
 def per_source_table(out) -> pd.DataFrame:
-    """Included images per class (rows) and source (columns)."""
+    """Included images per class (rows) and source (columns), with totals."""
     m = read_manifest(out)
     inc = m[m["excluded"] == ""]
-    t = pd.crosstab(inc["label"], inc["source"])
-    return t.reindex([c for c in _labels(read_summary(out)) if c in t.index])
+    return _with_totals(pd.crosstab(inc["label"], inc["source"]), _labels(m, read_summary(out)))
 
 
 def exclusions_table(out) -> pd.DataFrame:
-    """Excluded images per class (rows) and reason (columns; duplicate_of:<id> grouped)."""
+    """Excluded images per class (rows) and reason (columns; duplicate_of:<id> grouped, files
+    that could not be read as "unreadable"), with totals; empty when nothing was excluded."""
     m = read_manifest(out)
     ex = m[m["excluded"] != ""].copy()
     ex["reason"] = ex["excluded"].str.split(":").str[0]
@@ -71,7 +116,7 @@ def exclusions_table(out) -> pd.DataFrame:
         un = pd.Series([u["label"] for u in summary["unreadable"]]).value_counts()
         t = t.reindex(t.index.union(un.index), fill_value=0)
         t["unreadable"] = un.reindex(t.index, fill_value=0)
-    return t.reindex([c for c in _labels(summary) if c in t.index])
+    return t if t.empty else _with_totals(t, _labels(m, summary))
 
 
 def duplicates_table(out) -> pd.DataFrame:
@@ -84,6 +129,32 @@ def duplicates_table(out) -> pd.DataFrame:
         "max hash distance": g["max_hamming"],
         "kept": ", ".join(i for i, r in g["decisions"].items() if r == ""),
     } for g in d])
+
+
+DUPLICATE_LABELS = {
+    "pairs": "near-duplicate pairs found", "groups": "groups of duplicates",
+    "identical_groups": "groups of byte-identical images",
+    "cross_source_groups": "groups spanning two sources",
+    "cross_patient_groups": "groups spanning two patient ids",
+    "label_conflict_groups": "groups with two labels",
+}
+
+
+def duplicates_summary(out) -> pd.DataFrame | None:
+    """What duplicate detection and patient reconciliation found, in counts (None when the
+    curation recorded no duplicate search)."""
+    summary = read_summary(out)
+    duplicates = summary.get("duplicates")
+    if not duplicates:
+        return None
+    rows = {label: duplicates[key] for key, label in DUPLICATE_LABELS.items()
+            if key in duplicates}
+    patients = summary.get("patients", {})
+    if "source_patient_ids" in patients:
+        rows["patient ids in the sources (used images)"] = patients["source_patient_ids"]
+    if "reconciled_patient_ids" in patients:
+        rows["patients after reconciling duplicates"] = patients["reconciled_patient_ids"]
+    return pd.DataFrame({"count": rows}).rename_axis("duplicates and patients")
 
 
 def criteria_table(out) -> pd.DataFrame:
@@ -108,31 +179,11 @@ def criteria_table(out) -> pd.DataFrame:
 # figures
 
 
-def _plt():
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None and not _in_notebook():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-
-        return get_ipython() is not None
-    except ImportError:
-        return False
-
-
 def criteria_figure(out):
     """Distributions of the two measured criteria per class, with the thresholds."""
-    plt = _plt()
     m = read_manifest(out)
     crit = read_summary(out)["parameters"]["criteria"]
-    labels = _labels(read_summary(out))
+    labels = _labels(m, read_summary(out))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(labels) + 1.6), sharey=True)
     for ax, column, lines, title in (
         (axes[0], "contrast_range", [crit["min_contrast_range"]],
@@ -156,7 +207,6 @@ def criteria_figure(out):
 
 def distributions_figure(out):
     """Intensity, original aspect ratio and original size per class and source (included)."""
-    plt = _plt()
     m = read_manifest(out)
     inc = m[m["excluded"] == ""].copy()
     inc["group"] = inc["label"] + " / " + inc["source"]
@@ -164,7 +214,7 @@ def distributions_figure(out):
     inc["short side"] = np.minimum(inc["orig_width"].astype(float),
                                    inc["orig_height"].astype(float))
     inc["mean intensity"] = inc["mean_intensity"].astype(float)
-    order = [f"{lab} / {src}" for lab in _labels(read_summary(out))
+    order = [f"{lab} / {src}" for lab in _labels(m, read_summary(out))
              for src in sorted(inc["source"].unique()) if f"{lab} / {src}" in set(inc["group"])]
     fig, axes = plt.subplots(1, 3, figsize=(13, 0.4 * len(order) + 1.8), sharey=True)
     for ax, column in zip(axes, ("mean intensity", "aspect", "short side")):
@@ -188,7 +238,6 @@ def image_grid(out, image_ids, titles=None, columns: int = 8, title: str = ""):
     if not may_show_images(out):
         raise PermissionError(f"{out} holds real X-rays: set {SHOW_REAL_ENV}=1 to show them "
                               f"(never in committed or CI output)")
-    plt = _plt()
     image_ids = list(image_ids)
     rows = max(1, -(-len(image_ids) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
@@ -209,7 +258,7 @@ def sample_grid(out, per_class: int = 6, seed: int = 0):
     m = read_manifest(out)
     inc = m[m["excluded"] == ""]
     ids, titles = [], []
-    for label in _labels(read_summary(out)):
+    for label in _labels(m, read_summary(out)):
         rows = inc[inc["label"] == label]
         pick = rows.sample(min(per_class, len(rows)), random_state=seed) if len(rows) else rows
         ids += list(pick["image_id"]) + [None] * (per_class - len(pick))

@@ -238,33 +238,41 @@ def test_settings_say_what_the_paper_chose_and_what_we_chose():
     assert table.loc["learning rate per strategy", "value"].startswith("from_scratch: 0.001")
 
 
-def test_counts_and_exclusions_against_the_paper():
+def test_counts_and_exclusions_against_the_paper(tmp_path):
     import pandas as pd
 
-    from cxrlib import book, paper
+    from cxrlib import curation_figures, paper
+    from cxrlib.dataset import MANIFEST_COLUMNS
 
     manifest = pd.DataFrame({
         "label": ["COVID-19"] * 3 + ["Normal"] * 2 + ["No Finding"],
         "source": ["cohen", "cohen", "cohen", "kermany", "kermany", "nih"],
         "excluded": ["", "low_contrast", "duplicate_of:c1", "", "", ""]})
-    counts = book.counts_against_paper(manifest)
+    manifest["image_id"] = [f"i{k}" for k in range(len(manifest))]
+    for column in MANIFEST_COLUMNS:
+        manifest[column] = manifest.get(column, "")
+    manifest[list(MANIFEST_COLUMNS)].to_csv(tmp_path / "manifest.csv", index=False)
+    summary = {"synthetic": False,
+               "duplicates": {"pairs": 3, "groups": 2, "cross_source_groups": 1},
+               "patients": {"source_patient_ids": 10, "reconciled_patient_ids": 9}}
+    (tmp_path / "curation.json").write_text(json.dumps(summary))
+    counts = curation_figures.counts_against_paper(tmp_path)
     assert list(counts.index) == ["COVID-19", "Normal", "No Finding"]
     covid = counts.loc["COVID-19"]
     assert (covid["paper"], covid["ours (used)"], covid["excluded"]) == (
         paper.class_counts()["COVID-19"], 1, 2)
     assert covid["short of the paper"] == paper.class_counts()["COVID-19"] - 1
     assert counts.loc["No Finding", "paper"] == "", "not a paper class"
-    assert "short of the paper" not in book.counts_against_paper(manifest, synthetic=True)
-    reasons = book.exclusion_reasons(manifest)
+    reasons = curation_figures.exclusions_table(tmp_path)
     assert reasons.loc["COVID-19", "duplicate_of"] == 1 and reasons.loc["all", "all"] == 2
-    sources = book.images_by_source(manifest)
+    sources = curation_figures.per_source_table(tmp_path)
     assert sources.loc["all", "all"] == 4 and sources.loc["Normal", "kermany"] == 2
-    duplicates = book.duplicates_table({
-        "duplicates": {"pairs": 3, "groups": 2, "cross_source_groups": 1},
-        "patients": {"source_patient_ids": 10, "reconciled_patient_ids": 9}})
+    duplicates = curation_figures.duplicates_summary(tmp_path)
     assert duplicates.loc["groups spanning two sources", "count"] == 1
     assert duplicates.loc["patients after reconciling duplicates", "count"] == 9
-    assert book.duplicates_table({}) is None
+    (tmp_path / "curation.json").write_text(json.dumps({"synthetic": True}))
+    assert "short of the paper" not in curation_figures.counts_against_paper(tmp_path)
+    assert curation_figures.duplicates_summary(tmp_path) is None
 
 
 def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):

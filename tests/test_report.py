@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import metrics, paper, report, results
+from cxrlib import comparison, figures, glue, metrics, paper, paths, results, runs, tables
 from cxrlib.profiles import BUNDLE_CLASSES, get_profile
 
 matplotlib.use("Agg")
@@ -83,24 +83,24 @@ def stores(tmp_path_factory):
 
 def test_paper_tables_hold_reported_figures():
     tables = paper.reported()["tables"]
-    t1 = report.paper_table(1)
+    t1 = comparison.paper_table(1)
     assert t1.loc["off_the_shelf", "acc_7class"] == tables["table1_off_the_shelf"]["acc_7class"]
     assert math.isnan(t1.loc["off_the_shelf", "specificity"])
-    t4 = report.paper_table(4)
-    assert list(t4.index) == list(report.FINE_TUNE_CONFIGS)
+    t4 = comparison.paper_table(4)
+    assert list(t4.index) == list(comparison.FINE_TUNE_CONFIGS)
     assert t4.loc["fine_tune_11", "sensitivity"] == tables["table4_fine_tuning"]["11"]["sensitivity"]
-    t6 = report.paper_table(6)
+    t6 = comparison.paper_table(6)
     assert t6.loc["COVID-19", "COVID-19"] == 443 and t6.loc["Edema", "Effusion"] == 36
     assert t6.index.name == "predicted" and t6.to_numpy().sum() == 3905
-    t7 = report.paper_table(7)
+    t7 = comparison.paper_table(7)
     assert t7.loc["COVID-19", metrics.NOT_POSITIVE] == tables["table7_from_scratch_confusion_2class"]["fp"]
     with pytest.raises(ValueError, match="Tables 1 to 7"):
-        report.paper_table(8)
+        comparison.paper_table(8)
 
 
 def test_comparison_of_figures_tables(stores):
     run = stores["bundle"]
-    table5 = report.comparison_table(run, 5, n_boot=200).set_index("metric")
+    table5 = comparison.comparison_table(run, 5, n_boot=200).set_index("metric")
     reported = paper.reported()["tables"]["table5_from_scratch"]
     assert table5.loc["7-class accuracy (ours: 4-class)", "paper"] == reported["acc_7class"]
     assert table5.loc["2-class accuracy", "paper"] == reported["acc_2class"]
@@ -117,7 +117,7 @@ def test_comparison_of_figures_tables(stores):
     assert not seven["comparable"] and "4 classes" in seven["note"]
     assert seven["ours"] == pytest.approx(100 * ours.loc["accuracy", "value"])
     assert table5.loc["sensitivity", "baseline_ours"] == 0.0
-    shown = report.display_comparison(report.comparison_table(run, 5, n_boot=200))
+    shown = comparison.display_comparison(comparison.comparison_table(run, 5, n_boot=200))
     assert shown.index.names == ["metric"]
     assert shown.loc["2-class accuracy", "ours [95% CI]"] == \
         f"{row['ours']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
@@ -126,22 +126,22 @@ def test_comparison_of_figures_tables(stores):
 
 
 def test_missing_configurations_are_reported_not_fatal(stores):
-    table4 = report.comparison_table(stores["bundle"], 4, n_boot=100)
-    assert set(table4["configuration"]) == set(report.FINE_TUNE_CONFIGS)
+    table4 = comparison.comparison_table(stores["bundle"], 4, n_boot=100)
+    assert set(table4["configuration"]) == set(comparison.FINE_TUNE_CONFIGS)
     done = table4[table4["configuration"] == "fine_tune_3"]
     missing = table4[table4["configuration"] == "fine_tune_11"]
     assert done["ours"].notna().all() and (done["n_folds"] == N_FOLDS).all()
     assert missing["ours"].isna().all() and missing["note"].str.contains("no finished").all()
     assert missing["paper"].notna().all()
-    note = report.missing_note(stores["bundle"], "fine_tune_11")
+    note = tables.missing_note(stores["bundle"], "fine_tune_11")
     assert "--configs fine_tune_11" in note and "--profile paper-bundle" in note
-    assert report.display_comparison(table4).index.names == ["strategy", "metric"]
-    nothing = report.comparison_table(stores["root"] / "tiny", 1)
-    assert report.comparison_notes(nothing) == \
+    assert comparison.display_comparison(table4).index.names == ["strategy", "metric"]
+    nothing = comparison.comparison_table(stores["root"] / "tiny", 1)
+    assert comparison.comparison_notes(nothing) == \
         "- No finished folds yet (Off-the-shelf features).\n"
     assert "--profile tiny --configs off_the_shelf`" in \
-        report.missing_note(stores["root"] / "tiny", "off_the_shelf")
-    notes = report.comparison_notes(table4).splitlines()
+        tables.missing_note(stores["root"] / "tiny", "off_the_shelf")
+    notes = comparison.comparison_notes(table4).splitlines()
     assert len(notes) == 4  # missing results, paper blanks, 4-class, non-COVID side
     missing_line = next(line for line in notes if line.startswith("- No finished folds"))
     assert "Fine-tuning 11" in missing_line and "Fine-tuning 3" not in missing_line
@@ -151,41 +151,41 @@ def test_missing_configurations_are_reported_not_fatal(stores):
 
 def test_comparison_of_confusion_matrices(stores):
     run = stores["bundle"]
-    table6 = report.comparison_table(run, 6)
+    table6 = comparison.comparison_table(run, 6)
     assert len(table6) == 49
     cell = table6.set_index(["predicted", "actual"])
     assert cell.loc[("COVID-19", "COVID-19"), "paper"] == 443
     assert cell.loc[("Edema", "Edema"), "ours"] != cell.loc[("Edema", "Edema"), "ours"]  # NaN
     assert cell["ours"].sum() == 114
     assert not table6["comparable"].any()
-    wide = report.display_comparison(table6)
+    wide = comparison.display_comparison(table6)
     assert list(wide.index) == list(paper.CLASSES) and list(wide.columns) == list(paper.CLASSES)
     assert wide.loc["COVID-19", "COVID-19"] == \
         f"443 / {cell.loc[('COVID-19', 'COVID-19'), 'ours']:.0f}"
     assert wide.loc["Edema", "Edema"] == "232 / –"
     covid_column = cell.xs("COVID-19", level="actual")
     assert covid_column["ours_pct"].sum() == pytest.approx(100)
-    table7 = report.comparison_table(run, 7).set_index(["predicted", "actual"])
+    table7 = comparison.comparison_table(run, 7).set_index(["predicted", "actual"])
     two = metrics.covid_vs_rest(results.read_predictions(run, "from_scratch"), BUNDLE_CLASSES)
     assert table7.loc[("COVID-19", "COVID-19"), "ours"] == two["tp"]
     assert table7.loc[(metrics.NOT_POSITIVE, "COVID-19"), "paper"] == 12
     assert table7["comparable"].all()
-    theirs, ours = report.comparison_matrices(run, 3)
+    theirs, ours = comparison.comparison_matrices(run, 3)
     assert ours.to_numpy().sum() == 114 and theirs.to_numpy().sum() == 3905
 
 
 def test_synthetic_runs_are_never_comparable(stores):
     for n in (1, 2, 7):
-        table = report.comparison_table(stores["synthetic"], n, n_boot=50)
+        table = comparison.comparison_table(stores["synthetic"], n, n_boot=50)
         assert not table["comparable"].any()
         assert table["note"].str.contains("synthetic").all()
-    seven = report.comparison_table(stores["seven"], 5, n_boot=50)
+    seven = comparison.comparison_table(stores["seven"], 5, n_boot=50)
     assert seven["comparable"].all()
 
 
 def test_fold_table_and_summary(stores):
     run = stores["bundle"]
-    table = report.fold_table(run, "fine_tune_3")
+    table = tables.fold_table(run, "fine_tune_3")
     assert list(table["fold"]) == [0, 1, 2]
     pred = results.read_predictions(run, "fine_tune_3")
     expected = metrics.fold_accuracies(pred, BUNDLE_CLASSES)["accuracy"] * 100
@@ -193,35 +193,35 @@ def test_fold_table_and_summary(stores):
     assert table["epochs_run"].tolist() == [3, 4, 5]
     assert table["images_per_s"].tolist() == [100.0, 101.0, 102.0]
     assert table["n_test"].sum() == 114
-    assert report.fold_table(run, "fine_tune_11").empty
-    summary = report.summary_table(run, "fine_tune_3", n_boot=100)
+    assert tables.fold_table(run, "fine_tune_11").empty
+    summary = tables.summary_table(run, "fine_tune_3", n_boot=100)
     assert "4-class accuracy (%)" in summary.index
     assert summary.loc["4-class accuracy (%)", "value"] == pytest.approx(expected.mean())
-    overview = report.strategy_overview(run, ["fine_tune_3", "fine_tune_11"], n_boot=100)
+    overview = tables.strategy_overview(run, ["fine_tune_3", "fine_tune_11"], n_boot=100)
     assert overview["accuracy"].iloc[0] == pytest.approx(expected.mean())
-    shown = report.display_overview(overview)
+    shown = tables.display_overview(overview)
     assert shown.loc["Fine-tuning 3", "4-class accuracy (%)"] == \
         f"{expected.mean():.2f} ± {expected.std(ddof=1):.2f}"
     assert shown.loc["Fine-tuning 11", "4-class accuracy (%)"] == "–"
-    per_class = report.per_class_table(run, "fine_tune_3")
+    per_class = tables.per_class_table(run, "fine_tune_3")
     assert list(per_class.index) == list(BUNDLE_CLASSES) and per_class["support"].sum() == 114
 
 
 def test_figures(stores):
     run = stores["bundle"]
-    cm = report.confusion_matrix(run, "from_scratch")
-    fig = report.confusion_heatmap(cm, "from scratch")
+    cm = tables.confusion_matrix(run, "from_scratch")
+    fig = figures.confusion_heatmap(cm, "from scratch")
     ax = fig.axes[0]
     assert len(ax.texts) == 16 and ax.get_ylabel() == "Predicted class"
     assert sorted(int(t.get_text()) for t in ax.texts) == sorted(cm.to_numpy().ravel().tolist())
-    curves = report.training_curves(run, "from_scratch")
+    curves = figures.training_curves(run, "from_scratch")
     assert len(curves.axes) == 2 and len(curves.axes[0].lines) == 2 * N_FOLDS
-    spread = report.fold_spread(run)
+    spread = figures.fold_spread(run)
     assert len(spread.axes) == 2
     assert len(spread.axes[0].get_xticklabels()) == len(WRITTEN_CONFIGS)
-    side = report.comparison_figure(run, 6)
+    side = figures.comparison_figure(run, 6)
     assert len(side.axes) == 2 and len(side.axes[0].texts) == 49 and len(side.axes[1].texts) == 16
-    empty = report.training_curves(run, "fine_tune_11")
+    empty = figures.training_curves(run, "fine_tune_11")
     assert "no training history" in empty.axes[0].texts[0].get_text()
     for figure in (fig, curves, spread, side, empty):
         figure.canvas.draw()  # renders without error
@@ -230,45 +230,45 @@ def test_figures(stores):
 def test_fold_spread_marks_the_paper_only_where_comparable(stores):
     def crosses(fig):
         return sum(1 for ax in fig.axes for line in ax.lines if line.get_marker() == "x")
-    assert crosses(report.fold_spread(stores["synthetic"])) == 0
+    assert crosses(figures.fold_spread(stores["synthetic"])) == 0
     # 4-class run: the 2-class panel gets the paper's figure, the n-class panel does not.
-    bundle = report.fold_spread(stores["bundle"])
+    bundle = figures.fold_spread(stores["bundle"])
     assert sum(ln.get_marker() == "x" for ln in bundle.axes[0].lines) == 0
     assert sum(ln.get_marker() == "x" for ln in bundle.axes[1].lines) == len(WRITTEN_CONFIGS)
 
 
 def test_run_labels(stores):
-    assert report.run_label(stores["synthetic"]) == \
+    assert runs.run_label(stores["synthetic"]) == \
         "Demonstration on synthetic data (profile default, not findings)"
-    label = report.run_label(stores["bundle"])
+    label = runs.run_label(stores["bundle"])
     assert label.startswith("Real data: COVID-19, Effusion, Pneumonia, Normal")
     assert "paper-bundle" in label and "NVIDIA H200" in label and "jax" in label
     assert "2026-01-01 to 2026-01-03" in label
-    bare = report.run_label(stores["seven"])  # no environment recorded: still a label
+    bare = runs.run_label(stores["seven"])  # no environment recorded: still a label
     assert "device unknown" in bare and "backend unknown" in bare
-    assert "No results" in report.run_label(stores["root"] / "nothing-here")
+    assert "No results" in runs.run_label(stores["root"] / "nothing-here")
 
 
 def test_book_run_preference(stores, tmp_path, monkeypatch):
-    monkeypatch.delenv(report.BOOK_RUN_VARIABLE, raising=False)
+    monkeypatch.delenv(runs.BOOK_RUN_VARIABLE, raising=False)
     root = stores["root"]
-    assert report.book_run(root) == root / "paper-bundle"
-    assert report.demo_run(root) == root / "default"
+    assert runs.book_run(root) == root / "paper-bundle"
+    assert runs.demo_run(root) == root / "default"
     synthetic_only = tmp_path / "synthetic-only"
     write_store(synthetic_only, "default", "synthetic", paper.CLASSES, configs=("from_scratch",))
-    assert report.book_run(synthetic_only) == synthetic_only / "default"
+    assert runs.book_run(synthetic_only) == synthetic_only / "default"
     write_store(synthetic_only, "other-real", "real", BUNDLE_CLASSES, configs=("from_scratch",))
-    assert report.book_run(synthetic_only) == synthetic_only / "other-real"
+    assert runs.book_run(synthetic_only) == synthetic_only / "other-real"
     empty = tmp_path / "empty"
-    assert report.book_run(empty) == empty / "default" and report.demo_run(empty) is None
-    monkeypatch.setenv(report.BOOK_RUN_VARIABLE, "seven")
-    assert report.book_run(root) == root / "seven"
+    assert runs.book_run(empty) == empty / "default" and runs.demo_run(empty) is None
+    monkeypatch.setenv(runs.BOOK_RUN_VARIABLE, "seven")
+    assert runs.book_run(root) == root / "seven"
 
 
 def test_prose_numbers_are_plain_and_complete(stores):
     from myst_nb.core.variables import format_plain_text
 
-    numbers = report.prose_numbers(stores["bundle"], n_boot=100)
+    numbers = glue.prose_numbers(stores["bundle"], n_boot=100)
     tables = paper.reported()["tables"]
     assert numbers["paper_from_scratch_acc_7class"] == tables["table5_from_scratch"]["acc_7class"]
     assert numbers["paper_fine_tune_9_specificity"] == tables["table4_fine_tuning"]["9"]["specificity"]
@@ -317,13 +317,13 @@ def test_results_notebook_runs_with_papermill(stores, tmp_path, monkeypatch):
     import jupytext
     import papermill
 
-    root = report.paths.root()
-    nb = jupytext.read(root / "notebooks" / "05_results.py")
+    root = paths.root()
+    nb = jupytext.read(root / "notebooks" / "03_results.py")
     for name, value in {"CXRLIB_RESULTS": str(stores["root"])}.items():
         monkeypatch.setenv(name, value)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    executed = papermill.execute_notebook(nb, str(tmp_path / "05.ipynb"),
+    executed = papermill.execute_notebook(nb, str(tmp_path / "03.ipynb"),
                                           parameters={"profile": "paper-bundle"},
                                           kernel_name="python3", cwd=str(root),
                                           progress_bar=False)
@@ -340,11 +340,11 @@ def test_results_notebook_runs_with_papermill(stores, tmp_path, monkeypatch):
 def test_book_chapters_execute(stores, run, monkeypatch):
     import jupytext
 
-    root = report.paths.root()
+    root = paths.root()
     for chapter in ("results", "comparison"):
         nb = jupytext.read(root / "book" / f"{chapter}.md")
         executed = execute(nb, root / "book", {"CXRLIB_RESULTS": str(stores["root"]),
-                                               report.BOOK_RUN_VARIABLE: run}, monkeypatch)
+                                               runs.BOOK_RUN_VARIABLE: run}, monkeypatch)
         text, images = outputs_of(executed)
         glued = [out for cell in executed.cells for out in cell.get("outputs", [])
                  if "scrapbook" in out.get("metadata", {})]
@@ -359,19 +359,19 @@ def test_book_chapters_execute(stores, run, monkeypatch):
 
 def test_fine_tuning_against_the_number_of_blocks(stores, tmp_path):
     bundle = stores["bundle"]
-    table = report.blocks_table(bundle, n_boot=50)
+    table = comparison.blocks_table(bundle, n_boot=50)
     assert sorted(table["blocks"].unique()) == [1, 3, 5, 7, 9, 11]
     ours = table[table["folds"] > 0]
     assert set(ours["blocks"]) == {3} and (ours["folds"] == N_FOLDS).all()
     accuracy = ours.set_index("metric").loc["acc_7class"]
-    expected = report.config_summary(bundle, "fine_tune_3", 50).set_index("metric")
+    expected = tables.config_summary(bundle, "fine_tune_3", 50).set_index("metric")
     assert accuracy["ours"] == pytest.approx(100 * expected.loc["accuracy", "value"])
     assert accuracy["ci_low"] <= accuracy["ours"] <= accuracy["ci_high"]
     paper_seven = table[table["metric"] == "acc_7class"].set_index("blocks")["paper"]
     assert paper_seven[7] == pytest.approx(43.43) and paper_seven[11] == pytest.approx(75.67)
     assert math.isnan(table.set_index(["blocks", "metric"]).loc[(1, "specificity"), "paper"])
 
-    numbers = report.blocks_numbers(bundle, n_boot=50)
+    numbers = glue.blocks_numbers(bundle, n_boot=50)
     assert numbers["blocks_missing_text"] == "1, 5, 7, 9, 11"
     assert numbers["blocks_ours_text"].startswith("3: ") and "folds" not in \
         numbers["blocks_ours_text"]
@@ -381,9 +381,9 @@ def test_fine_tuning_against_the_number_of_blocks(stores, tmp_path):
     assert numbers["blocks_paper_span"] == "32.2 percentage points"
 
     # Another real run with fine-tuning results joins the figure; a synthetic one does not.
-    runs = report.runs_with_fine_tuning(bundle)
+    runs = comparison.runs_with_fine_tuning(bundle)
     assert runs[0] == bundle and stores["synthetic"] not in runs
-    fig = report.blocks_figure(runs, n_boot=50)
+    fig = figures.blocks_figure(runs, n_boot=50)
     assert len(fig.axes) == 3 and all(ax.get_xlabel() == "trainable blocks" for ax in fig.axes)
     plotted = [len(line.get_xdata()) for line in fig.axes[0].lines]
     assert 6 in plotted  # the paper's six crosses
@@ -395,23 +395,23 @@ def test_a_reduced_protocol_is_never_comparable(stores, tmp_path):
     profile = results.read_profile(reduced).replace(image_size=64)
     (reduced / "profile.json").write_text(profile.to_json())
     for metric in ("acc_2class", "acc_7class", "matrix2"):
-        comparable, why = report.comparability(reduced, metric)
+        comparable, why = comparison.comparability(reduced, metric)
         assert not comparable and "64 px images, not the paper's 200" in why
-    assert report.comparability(stores["bundle"], "acc_2class")[0]
-    table = report.comparison_table(reduced, 5, n_boot=50)
+    assert comparison.comparability(stores["bundle"], "acc_2class")[0]
+    table = comparison.comparison_table(reduced, 5, n_boot=50)
     assert not table["comparable"].any()
 
 
 def test_differences_from_the_paper_in_words(stores, tmp_path, monkeypatch):
     monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "no-curated-data"))
-    numbers = report.difference_numbers(stores["bundle"], n_boot=50)
-    ours = report.config_summary(stores["bundle"], "from_scratch", 50).set_index("metric")
+    numbers = glue.difference_numbers(stores["bundle"], n_boot=50)
+    ours = tables.config_summary(stores["bundle"], "from_scratch", 50).set_index("metric")
     gap = 100 * ours.loc["acc_2class", "value"] - 99.18
     assert numbers["gap_from_scratch_acc_2class_text"].startswith(f"{gap:+.2f} percentage")
     assert numbers["gap_off_the_shelf_specificity_text"] == "not printed by the paper"
     assert numbers["gap_missing_classes_text"] == "Edema, Emphysema, Fibrosis"
     assert numbers["gap_covid_count_text"].startswith("unknown")  # no manifest stored
     # The synthetic run is not compared, but every phrase the chapter glues exists.
-    synthetic = report.difference_numbers(stores["synthetic"])
+    synthetic = glue.difference_numbers(stores["synthetic"])
     assert synthetic.keys() == numbers.keys()
     assert set(synthetic.values()) == {"not compared (no real-data run)"}
