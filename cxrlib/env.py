@@ -13,7 +13,7 @@ import sys
 from functools import lru_cache
 from importlib import metadata
 
-from . import paths
+from . import __version__, paths
 
 PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch", "numpy",
             "pandas", "scikit-learn", "cxrlib")
@@ -28,13 +28,12 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     if "cxrlib" not in versions:  # run from a checkout, not installed
-        from . import __version__
         versions["cxrlib"] = __version__
     return versions
 
 
 def keras_backend() -> str:
-    import keras
+    import keras  # heavy (it loads its backend); only folds being trained ask for it
 
     return keras.backend.backend()
 
@@ -44,17 +43,17 @@ def accelerators() -> tuple[str, ...]:
     """Names of the GPUs (or TPUs) the Keras backend sees; empty on a CPU-only machine."""
     backend = keras_backend()
     if backend == "jax":
-        import jax
+        import jax  # optional: the backend in use, present only where it is installed
 
         return tuple(d.device_kind for d in jax.devices() if d.platform != "cpu")
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # optional, as above
 
         gpus = tf.config.list_physical_devices("GPU")
         return tuple(tf.config.experimental.get_device_details(g).get("device_name", g.name)
                      for g in gpus)
     if backend == "torch":
-        import torch
+        import torch  # optional, as above
 
         return tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     return ()
