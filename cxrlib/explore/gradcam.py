@@ -15,18 +15,13 @@ import pandas as pd
 from PIL import Image
 
 from .. import explain
-from ..cv import weights_path as kept_weights
+from ..cv import weights_path
 from .markup import image_data_uri, load_pixels
-
-
-def weights_path(run: str, config: str, fold: int) -> Path:
-    """Where the CV loop keeps a fold's weights when asked to (:func:`cxrlib.cv.weights_path`)."""
-    return kept_weights(run, config, int(fold))
 
 
 def gradcam_status(run: str, config: str, folds, profile: str = "PROFILE") -> tuple[bool, str]:
     """Whether Grad-CAM overlays can be drawn for these folds, and if not, why."""
-    saved = [f for f in folds if weights_path(run, config, f).is_file()]
+    saved = [f for f in folds if weights_path(run, config, int(f)).is_file()]
     if not saved:
         return False, (f"Grad-CAM overlays need a fold's kept weights (in "
                        f"{weights_path(run, config, 0).parent}); none are kept for {config}. "
