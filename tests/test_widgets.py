@@ -312,6 +312,30 @@ def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypat
     assert why in visible_text(explorer.listing_html())
 
 
+def test_gradcam_overlays_are_drawn_for_the_fold_whose_weights_were_kept(store):
+    # Keras takes seconds to import: only this test of the explorers builds a network.
+    from cxrlib.cv import weights_path
+    from cxrlib.model import build_model, model_arguments, save_weights_compact
+
+    profile = results.read_profile(store["run"])
+    model = build_model(n_classes=len(CLASSES),
+                        **model_arguments(profile, "off_the_shelf", 0, weights=None))
+    kept = weights_path("tiny", "off_the_shelf", 0)
+    kept.parent.mkdir(parents=True)
+    save_weights_compact(model, kept)
+
+    explorer = PredictionExplorer("tiny")
+    available, why = explorer.gradcam_status()
+    assert available and "fold(s) 0" in why
+    explorer.show_gradcam = True
+    html = explorer.listing_html()  # all folds: fold 1 kept no weights
+    fold0 = [image for image, _, fold, _ in PREDICTIONS if fold == 0]
+    overlays = re.findall(r'<img src="data:image/webp;base64,[^"]+" alt="Grad-CAM"', html)
+    assert len(overlays) == len(fold0)
+    assert sorted(image for _, image in explorer.overlays.cache) == sorted(fold0)
+    assert explorer.listing_html() == html, "drawn once, then taken from the cache"
+
+
 # --- the threshold explorer --------------------------------------------------------------------
 
 def hand_counts(threshold: float, shift: float = 0.0):
