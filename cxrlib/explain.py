@@ -180,8 +180,8 @@ def gradcam_for_images(run_path: str | Path, config: str, fold: int, images: np.
                        classes) -> np.ndarray:
     """Grad-CAM maps (N, h, w) in [0, 1] of a fold's network for the named class of each image.
 
-    The contract :mod:`cxrlib.widgets` draws its overlays with; ``images`` are curated uint8
-    images (N, S, S) and ``classes`` one class name per image.
+    The contract :mod:`cxrlib.explore.gradcam` draws its overlays with; ``images`` are curated
+    uint8 images (N, S, S) and ``classes`` one class name per image.
     """
     model = fold_model(run_path, config, fold)
     order = fold_classes(run_path, config, fold)
