@@ -4,11 +4,12 @@
 
 1. Executes the text notebooks in ``notebooks/`` in order, each with the parameters ``profile``,
    ``run`` and ``data`` (those its parameters cell declares; curation, which depends on the
-   profile only, gets no ``run``): curation; off-the-shelf;
-   fine-tuning once per ``fine_tune_<n>`` configuration of the profile (``trainable_blocks=n``);
-   from scratch; results; then, when it trains from scratch, the audit's four notebooks
-   (``06_audit_*``, :mod:`cxrlib.audit`). Strategies the profile leaves out are skipped.
-   Every executed notebook is kept as a run record, ``runs/<run>/<NN_name>.ipynb`` (outside
+   profile only, gets no ``run``): curation (``01_data_curation``); the strategy notebook
+   (``02_strategy``) once per configuration of the profile, in the paper's order (off the
+   shelf, fine-tuning 1 to 11 blocks, from scratch), with ``config`` and ``folds``; results
+   (``03_results``); then, when it trains from scratch, the audit (``04_audit``,
+   :func:`cxrlib.audit.run_audit`). Every executed notebook is kept as a run record,
+   ``runs/<run>/<notebook>.ipynb``, a strategy's as ``02_strategy-<config>.ipynb`` (outside
    git). A notebook whose record is up to date (same notebook text, parameters, library code
    and inputs, and for a strategy every fold finished) is not executed again, so a rerun with
    nothing changed trains nothing and starts no kernel; a killed run resumes at the first
@@ -35,20 +36,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jupytext
+import nbformat
+import papermill
+
 from . import paths, results, runs
-from .profiles import Profile, get_profile, parse_config
+from .curate import curated_dir_for
+from .profiles import Profile, audit_settings, get_profile, parse_config
+from .vendor import vendor
 
 CURATION_NOTEBOOK = "01_data_curation"
-STRATEGY_NOTEBOOKS = {
-    "off_the_shelf": "02_off_the_shelf",
-    "fine_tune": "03_fine_tuning",
-    "from_scratch": "04_from_scratch",
-}
-RESULTS_NOTEBOOK = "05_results"
-#: The audit chapter's notebooks (cxrlib.audit), after the results. They retrain and explain the
-#: audit's configuration, so they run when this invocation trains it.
-AUDIT_NOTEBOOKS = ("06_audit_1_retraining", "06_audit_2_image_statistics",
-                   "06_audit_3_saliency_external", "06_audit_4_verdict")
+#: One parameterised notebook per strategy: papermill passes the configuration (``config``).
+STRATEGY_NOTEBOOK = "02_strategy"
+RESULTS_NOTEBOOK = "03_results"
+#: The audit chapter's notebook (cxrlib.audit), after the results. It retrains and explains the
+#: audit's configuration, so it runs when this invocation trains it.
+AUDIT_NOTEBOOKS = ("04_audit",)
+#: The order the strategies run and are recorded in: the paper's.
+STRATEGY_ORDER = ("off_the_shelf", "fine_tune", "from_scratch")
 #: The environment variable the book's chapters read to know which run to show.
 BOOK_RUN_ENV = "CXRLIB_BOOK_RUN"
 #: Where the last successful build's input fingerprint is kept, inside ``_build/``.
@@ -60,8 +65,8 @@ RECORD_KEY = "cxrlib"  # notebook metadata key of a run record's provenance
 class NotebookStep:
     """One papermill execution: which notebook, with which parameters, recorded where."""
 
-    notebook: str                 # stem in notebooks/, e.g. "03_fine_tuning"
-    record: str                   # run record file name, e.g. "03_fine_tuning-blocks07.ipynb"
+    notebook: str                 # stem in notebooks/, e.g. "02_strategy"
+    record: str                   # run record file name, e.g. "02_strategy-fine_tune_7.ipynb"
     parameters: dict = field(default_factory=dict)
     config: str | None = None     # the configuration a strategy notebook trains, else None
 
@@ -86,18 +91,10 @@ def plan_notebooks(profile: Profile, run: str, data: str = "", folds: str = "",
     curation = {"profile": profile.name, "data": data}
     steps = [NotebookStep(CURATION_NOTEBOOK, f"{CURATION_NOTEBOOK}.ipynb", curation)]
     if training:
-        for strategy in ("off_the_shelf", "fine_tune", "from_scratch"):
-            for config in chosen:
-                name, blocks = parse_config(config)
-                if name != strategy:
-                    continue
-                notebook = STRATEGY_NOTEBOOKS[strategy]
-                params = dict(common, folds=folds)
-                record = f"{notebook}.ipynb"
-                if strategy == "fine_tune":
-                    params["trainable_blocks"] = blocks
-                    record = f"{notebook}-blocks{blocks:02d}.ipynb"
-                steps.append(NotebookStep(notebook, record, params, config))
+        ordered = sorted(chosen, key=lambda c: STRATEGY_ORDER.index(parse_config(c)[0]))
+        steps += [NotebookStep(STRATEGY_NOTEBOOK, f"{STRATEGY_NOTEBOOK}-{config}.ipynb",
+                               dict(common, config=config, folds=folds), config)
+                  for config in ordered]
     steps.append(NotebookStep(RESULTS_NOTEBOOK, f"{RESULTS_NOTEBOOK}.ipynb", dict(common)))
     return steps
 
@@ -106,8 +103,6 @@ def plan_audit(profile: Profile, run: str, data: str = "", training: bool = True
                configs=None) -> list[NotebookStep]:
     """The audit notebooks, when this invocation trains the audit's configuration (the
     audit compares with it and retrains it); none otherwise."""
-    from .profiles import audit_settings
-
     config = audit_settings(profile).config
     chosen = profile.configs if configs is None else [c for c in profile.configs if c in configs]
     if not training or config not in chosen:
@@ -145,9 +140,8 @@ def library_fingerprint() -> str:
 def curated_dir_of_run(run_path: Path) -> Path | None:
     """The curated dataset a stored run was made from (None if that cannot be told yet)."""
     try:
-        from .curate import curated_dir_for
         return Path(curated_dir_for(results.read_profile(run_path)))
-    except (ImportError, FileNotFoundError, ValueError, KeyError):
+    except (FileNotFoundError, ValueError, KeyError):
         return None
 
 
@@ -206,10 +200,6 @@ def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run
 
 
 def curated_summary_file(profile: Profile) -> Path | None:
-    try:
-        from .curate import curated_dir_for
-    except ImportError:
-        return None
     summary = Path(curated_dir_for(profile)) / "curation.json"
     return summary if summary.is_file() else None
 
@@ -226,12 +216,11 @@ def declared_parameters(nb) -> list[str]:
 
 def read_text_notebook(path: Path):
     """A py:percent notebook as an nbformat notebook, run by the current interpreter's kernel."""
-    import jupytext
-
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist: the book needs every notebook in notebooks/ "
-            f"(01_data_curation, 02_off_the_shelf, 03_fine_tuning, 04_from_scratch, 05_results)")
+            f"{path} does not exist: the book needs every notebook in notebooks/ ("
+            + ", ".join((CURATION_NOTEBOOK, STRATEGY_NOTEBOOK, RESULTS_NOTEBOOK) + AUDIT_NOTEBOOKS)
+            + ")")
     nb = jupytext.read(path)
     # The native "python3" kernel is started with sys.executable, i.e. this environment.
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (cxrlib)",
@@ -261,9 +250,6 @@ def execute_step(step: NotebookStep, root: Path, records: Path, key_after, log=p
     changes the folds its key covers). On failure the record keeps the executed cells and the
     error, and the exception names it.
     """
-    import nbformat
-    import papermill
-
     nb = read_text_notebook(root / "notebooks" / f"{step.notebook}.py")
     declared = declared_parameters(nb)
     if not declared:
@@ -361,8 +347,6 @@ def build_book(book_run: str, root: Path, results_root: Path, output: Path | Non
 
     The book goes to ``<output>/_build/html`` (``output`` defaults to the checkout).
     """
-    from .vendor import vendor
-
     started = time.perf_counter()
     vendor(root, log=log)
     output = Path(output) if output else root

@@ -29,6 +29,7 @@ Three uses, all on the curated uint8 images of shape ``(S, S)``:
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 LUNG_CENTRE_X = 0.21
 LUNG_CENTRE_Y = 0.46
@@ -110,8 +111,6 @@ def lung_box(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 def lung_only(image: np.ndarray) -> np.ndarray:
     """The rectangle around the lung fields, scaled to the image size, black outside them."""
-    from PIL import Image
-
     image = np.asarray(image, np.uint8)
     top, bottom, left, right = lung_box(content_box(image))
     crop = image[top:bottom, left:right]

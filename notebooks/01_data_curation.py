@@ -37,7 +37,6 @@ image_size = 0  # 0: use the profile value
 seed = 0  # 0: use the profile value
 
 # %%
-import os
 from pathlib import Path
 
 from IPython.display import Markdown, display

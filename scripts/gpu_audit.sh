@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The audit's retrainings of a real-data run on one GPU machine (cxrlib.audit.run_variant): one
-# worker process per retraining, all sharing the GPU, each stopped at a deadline; the finished
-# folds of every run are packed into $OUT/audit-results.tgz.
+# The audit's retrainings of a real-data run on one GPU machine
+# (cxrlib.audit.retrain.run_variant): one worker process per retraining, all sharing the GPU,
+# each stopped at a deadline; the finished folds of every run are packed into
+# $OUT/audit-results.tgz.
 #
 #   scripts/gpu_audit.sh RUN SECONDS [VARIANT ...]
 #
-# VARIANTs are names of cxrlib.audit.VARIANTS (default: source-probe border-only lung-only
+# VARIANTs are names of cxrlib.audit.retrain.VARIANTS (default: source-probe border-only lung-only
 # adult-normal), plus "baseline": the main run's from-scratch folds still missing, then the
 # patient-grouped retraining's. Folds run in order and finished ones are skipped, so the same
 # command continues in a later session once the results are back in the tree. The machine needs
@@ -38,7 +39,7 @@ audit.run_variant(p, 'patient', '$run')"
   else
     code="audit.run_variant(audit.main_profile('$run', '$run'), '$1', '$run')"
   fi
-  timeout --signal=TERM "$seconds" python3 -c "from cxrlib import audit; $code" \
+  timeout --signal=TERM "$seconds" python3 -c "from cxrlib.audit import retrain as audit; $code" \
     > "logs/$1.log" 2>&1
 }
 

@@ -1,5 +1,5 @@
-"""The audit chapter's experiments: regions, the retraining settings, scoring, the verdict, and
-the four audit notebooks run for real on the tiny profile (real training, tiny)."""
+"""The audit chapter's experiments: regions, the retraining settings, scoring, the verdict, the
+whole audit run for real on the tiny profile (real training, tiny), and its notebook."""
 from __future__ import annotations
 
 import json
@@ -9,12 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_curated
 
-from cxrlib import audit, audit_report, cv, dataset, metrics, pipeline, regions, results, verdict
+from cxrlib import cv, dataset, metrics, pipeline, regions, results
+from cxrlib.audit import (experiments, external, numbers, retrain, saliency, scoring, statistics,
+                          store, verdict)
+from cxrlib.audit import run as audit_run
+from cxrlib.curate import curated_dir_for
 from cxrlib.paper import CLASSES
 from cxrlib.profiles import Profile, get_profile
 
@@ -119,13 +124,13 @@ def test_paired_and_unpaired_differences():
     labels = ["COVID-19", "Normal"] * 20
     right = prediction_table(labels, labels)
     half = prediction_table(labels, labels[:20] + ["Pneumonia"] * 20)
-    same = audit.bootstrap_difference(right, right.sample(frac=1, random_state=1), "accuracy",
+    same = scoring.bootstrap_difference(right, right.sample(frac=1, random_state=1), "accuracy",
                                       n_boot=200)
     assert same["paired"] and same["difference"] == 0 and same["diff_low"] == same["diff_high"] == 0
-    gap = audit.bootstrap_difference(right, half, "accuracy", n_boot=500)
+    gap = scoring.bootstrap_difference(right, half, "accuracy", n_boot=500)
     assert gap["paired"] and gap["difference"] == pytest.approx(0.5)
     assert 0.3 < gap["diff_low"] < 0.5 < gap["diff_high"] < 0.7
-    other = audit.bootstrap_difference(right, half.assign(image_id=half["image_id"] + "x"),
+    other = scoring.bootstrap_difference(right, half.assign(image_id=half["image_id"] + "x"),
                                        "accuracy", n_boot=500)
     assert not other["paired"] and other["difference"] == pytest.approx(0.5)
 
@@ -134,8 +139,8 @@ def test_patient_leakage_counts_test_images_whose_patient_trained():
     folds = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "c", "d"],
                           "fold": [0, 1, 0, 0, 0, 1]})
     # fold 0 tests a, b, c, c: only a is also in fold 1; fold 1 tests a, d: a is in fold 0.
-    assert audit.patient_leakage(folds, [0]) == pytest.approx(1 / 4)
-    assert audit.patient_leakage(folds) == pytest.approx(2 / 6)
+    assert experiments.patient_leakage(folds, [0]) == pytest.approx(1 / 4)
+    assert experiments.patient_leakage(folds) == pytest.approx(2 / 6)
 
 
 def test_accuracy_within_a_collection_uses_only_its_classes():
@@ -144,7 +149,7 @@ def test_accuracy_within_a_collection_uses_only_its_classes():
     # probable of Pneumonia/Normal counts (0.05 each: the first of them, Pneumonia).
     predicted = ["Pneumonia", "COVID-19", "Pneumonia", "Normal", "COVID-19", "COVID-19"]
     sources = ["kermany"] * 4 + ["cohen"] * 2
-    table = audit.within_collection(prediction_table(labels, predicted, sources=sources),
+    table = experiments.within_collection(prediction_table(labels, predicted, sources=sources),
                                     n_boot=200)
     assert table["collection"].tolist() == ["kermany"], "cohen holds one class only"
     row = table.iloc[0]
@@ -154,7 +159,7 @@ def test_accuracy_within_a_collection_uses_only_its_classes():
     merged = prediction_table(["Effusion", "Normal"] * 3, ["Effusion", "Normal"] * 3,
                               sources=["nih", "nih_rxtorax"] * 3,
                               classes=("Effusion", "Normal"))
-    assert audit.within_collection(merged, n_boot=50)["collection"].tolist() == ["nih"]
+    assert experiments.within_collection(merged, n_boot=50)["collection"].tolist() == ["nih"]
 
 
 def write_run(root: Path, name: str, pred: pd.DataFrame, profile: Profile) -> Path:
@@ -176,16 +181,16 @@ def test_masked_inputs_report_the_share_of_accuracy_kept(tmp_path):
                        prediction_table(labels, ["Normal"] * 40), profile)
     lungs = write_run(tmp_path, "r-lung-only", prediction_table(
         labels, labels[:10] + ["Normal"] * 30), profile)
-    table = audit.masked_inputs(full, border, lungs, "from_scratch", n_boot=100)
+    table = experiments.masked_inputs(full, border, lungs, "from_scratch", n_boot=100)
     accuracy = table[table["metric"] == "accuracy"].set_index("input")
     assert accuracy["chance"].tolist() == [0.5] * 3
     assert accuracy["retained"].tolist() == pytest.approx([1.0, 0.0, 0.5])
-    assert audit.variant_path(full, "border-only") == border
+    assert retrain.variant_path(full, "border-only") == border
 
 
 def test_the_majority_rule_scores_the_largest_class():
     labels = ["COVID-19"] * 2 + ["Pneumonia"] * 3 + ["Normal"] * 5
-    rule = audit.majority_rule(prediction_table(labels, labels))
+    rule = scoring.majority_rule(prediction_table(labels, labels))
     figures = metrics.pooled_metrics(rule)
     assert figures["accuracy"] == pytest.approx(0.5)
     assert figures["acc_2class"] == pytest.approx(0.8), "the never-COVID-19 rule"
@@ -204,7 +209,7 @@ def test_trivial_statistics_find_a_frame_shortcut_and_nothing_in_noise():
                              "patient_id": [f"p{k}" for k in range(90)], "source": "s",
                              "orig_width": 512, "orig_height": 512})
     folds = manifest[["image_id"]].assign(fold=np.arange(90) % 3)
-    scores, pred = audit.image_statistics(manifest, images, folds, classes, n_boot=100)
+    scores, pred = statistics.image_statistics(manifest, images, folds, classes, n_boot=100)
     accuracy = scores[scores["metric"] == "accuracy"].set_index(["model", "features"])["value"]
     assert accuracy["logistic regression", "all"] > 0.95
     assert accuracy["gradient boosting", "padding and aspect"] > 0.95
@@ -212,7 +217,7 @@ def test_trivial_statistics_find_a_frame_shortcut_and_nothing_in_noise():
     assert set(pred["model"]) == {"logistic regression", "gradient boosting"}
     assert len(pred) == 180 and set(pred["fold"]) == {0, 1, 2}
     with pytest.raises(ValueError, match="without a fold"):
-        audit.image_statistics(manifest, images, folds.iloc[1:], classes)
+        statistics.image_statistics(manifest, images, folds.iloc[1:], classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +318,7 @@ def test_audit_records_ignore_their_own_summaries_but_not_the_retrainings(tmp_pa
     labels = ["COVID-19", "Normal"] * 4
     write_run(tmp_path, "r", prediction_table(labels, labels), get_profile("tiny"))
     key = pipeline.notebook_key(step, "text", tmp_path, "r")
-    audit.write_table(tmp_path / "r", "verdict", pd.DataFrame({"claim": ["x"]}))
+    store.write_table(tmp_path / "r", "verdict", pd.DataFrame({"claim": ["x"]}))
     assert pipeline.notebook_key(step, "text", tmp_path, "r") == key
     results_step = pipeline.plan_notebooks(get_profile("tiny"), "r")[-1]
     assert results_step.notebook == pipeline.RESULTS_NOTEBOOK
@@ -322,7 +327,7 @@ def test_audit_records_ignore_their_own_summaries_but_not_the_retrainings(tmp_pa
 
 
 # --------------------------------------------------------------------------------------------
-# Real training: the four audit notebooks on the tiny profile
+# Real training: the whole audit on the tiny profile, and its notebook
 
 
 def audit_command(*extra: str) -> str:
@@ -336,8 +341,8 @@ def audit_command(*extra: str) -> str:
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    """The audit notebooks executed with papermill on the tiny profile, from nothing, through
-    the command line (which trains the main run's audit folds and the retrainings)."""
+    """The whole audit on the tiny profile, from nothing, through the command line (which
+    trains the main run's audit folds and the retrainings, then runs every experiment)."""
     work = tmp_path_factory.mktemp("audit")
     patch = pytest.MonkeyPatch()
     for name, folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
@@ -346,99 +351,123 @@ def audited(tmp_path_factory):
     patch.delenv("CXRLIB_SHOW_REAL_IMAGES", raising=False)
     try:
         output = audit_command()
-        assert output.count("done in") == len(pipeline.AUDIT_NOTEBOOKS)
+        steps = [line for line in output.splitlines()
+                 if line.startswith("[audit]") and " done in " in line]
+        assert len(steps) == len(audit_run.STEPS), output[-4000:]
         yield work / "results" / "tiny"
     finally:
         patch.undo()
 
 
 def test_the_retrainings_are_runs_with_their_own_settings(audited):
-    for variant, changes in audit.VARIANTS.items():
-        path = audit.variant_path(audited, variant)
+    for variant, changes in retrain.VARIANTS.items():
+        path = retrain.variant_path(audited, variant)
         profile = results.read_profile(path)
         assert profile.configs == ("from_scratch",)
         assert all(getattr(profile, k) == v for k, v in changes.items()), variant
         assert results.done_folds(path, "from_scratch") == [0], variant
-    probe = results.read_predictions(audit.variant_path(audited, "source-probe"), "from_scratch")
+    probe = results.read_predictions(retrain.variant_path(audited, "source-probe"), "from_scratch")
     sources = ("synthetic-hospital", "synthetic-paediatric", "synthetic-web")
     assert metrics.classes_of(probe) == sources and set(probe["label"]) <= set(sources)
-    swap = results.read_folds(audit.variant_path(audited, "adult-normal"))
+    swap = results.read_folds(retrain.variant_path(audited, "adult-normal"))
     main = results.read_folds(audited)
     normal_ids = set(swap.loc[swap["label"] == "Normal", "image_id"])
     assert normal_ids and not normal_ids & set(main["image_id"]), "other images are Normal"
-    grouped = results.read_folds(audit.variant_path(audited, "patient"))
+    grouped = results.read_folds(retrain.variant_path(audited, "patient"))
     assert (grouped.groupby("patient_id")["fold"].nunique() == 1).all()
 
 
 def test_every_experiment_stores_its_table(audited):
-    for experiment, (name, _) in audit_report.EXPERIMENT_TABLES.items():
-        stored = audit.read_table(audited, name)
+    for experiment, name in numbers.EXPERIMENT_TABLES.items():
+        stored = store.read_table(audited, name)
         assert stored is not None and not stored.empty, experiment
-    assert set(audit_report.status_table(audited)["stored"]) == {"yes"}
-    claims = audit.read_table(audited, "verdict")
+    assert set(numbers.status_table(audited)["stored"]) == {"yes"}
+    claims = store.read_table(audited, "verdict")
     assert len(claims) == 6 and set(claims["verdict"]) <= {"supported", "not supported",
                                                            "cannot tell"}
-    numbers = audit_report.prose_numbers(audited)
-    assert numbers["audit_probe_text"] != audit_report.NOT_RUN
-    assert numbers["audit_external_kind"].startswith("another collection")
-    sentence = audit_report.other_run_sentence(audited)
-    assert "test fold 0 of 2" in sentence and "lungs blacked out" in sentence
-    assert any(f": {word} (" in sentence for word in ("supported", "not supported",
-                                                        "cannot tell"))
+    glued = numbers.prose_numbers(audited)
+    assert glued["audit_probe_text"] != numbers.NOT_RUN
+    assert glued["audit_external_kind"].startswith("another collection")
+    summary = numbers.other_run_summary(audited)[audited.name]
+    assert "test fold 0 of 2" in summary["retrainings cross-validate"]
+    assert "lungs blacked out" in summary["shortcut tests"]
+    assert summary["from-scratch features as possible biomarkers"] in (
+        "supported", "not supported", "cannot tell")
 
 
 def test_saliency_and_randomisation_tables(audited):
-    explained = audit.explained_fold(audited, "from_scratch")
-    assert explained == (audit.variant_path(audited, "patient"), 0)
-    maps = audit.read_table(audited, "saliency_maps")
+    explained = retrain.explained_fold(audited, "from_scratch")
+    assert explained == (retrain.variant_path(audited, "patient"), 0)
+    maps = store.read_table(audited, "saliency_maps")
     h, w = int(maps["height"].iloc[0]), int(maps["width"].iloc[0])
-    cells = audit.stored_maps(maps)
+    cells = saliency.stored_maps(maps)
     assert cells.shape == (len(maps), h, w) and cells.max() <= 1 and cells.min() >= 0
-    share_columns = audit.read_table(audited, "saliency").filter(like="share_")
+    share_columns = store.read_table(audited, "saliency").filter(like="share_")
     shares = share_columns.sum(axis=1)
     # Stored with 6 significant digits: each share is off by at most 5e-7 (they lie in [0, 1]),
     # so their sum is 1 within that times the number of regions, on any machine.
     np.testing.assert_allclose(shares[np.isfinite(shares)], 1.0,
                                atol=5e-7 * share_columns.shape[1] + 1e-12)
-    check = audit.read_table(audited, "randomisation")
+    check = store.read_table(audited, "randomisation")
     assert check["step"].iloc[-1] == "everything"
     assert set(check["image_id"]) <= set(maps["image_id"])
 
 
 def test_external_evaluation_either_way(audited, tmp_path):
     """Trained on the collection-styled images and tested on the external collection (the
-    notebook), and the other way round: trained on the external style, tested on the other."""
-    external = audit.read_table(audited, "external")
-    record = audit.read_record(audited, "external")
-    assert external.set_index("metric").loc["accuracy", "n_external"] == record["images"] > 0
-    predictions = audit.read_table(audited, "external_predictions")
+    audit), and the other way round: trained on the external style, tested on the other."""
+    comparison = store.read_table(audited, "external")
+    record = store.read_record(audited, "external")
+    assert comparison.set_index("metric").loc["accuracy", "n_external"] == record["images"] > 0
+    predictions = store.read_table(audited, "external_predictions")
     assert len(predictions) == record["images"]
     assert set(predictions["source"]) == {"synthetic-external"}
 
     profile = results.read_profile(audited)
-    from cxrlib.curate import curated_dir_for
-
     styled = curated_dir_for(profile.replace(synthetic_per_class=4), "external")
     run_path = cv.run_profile(profile.replace(configs=("from_scratch",)), folds=[0],
                               run="trained-on-external", curated=styled,
                               save_weights_folds=(0,), log=lambda m: None)
     manifest, images = dataset.load_curated(curated_dir_for(profile), classes=profile.classes)
-    table, pred = audit.external_evaluation(run_path, "from_scratch", 0, manifest, images,
-                                            n_boot=100)
+    table, pred = external.external_evaluation(run_path, "from_scratch", 0, manifest, images,
+                                               n_boot=100)
     assert len(pred) == len(manifest) and set(pred["source"]) != {"synthetic-external"}
     accuracy = table.set_index("metric").loc["accuracy"]
     assert not accuracy["paired"] and math.isclose(
         accuracy["difference"], accuracy["internal"] - accuracy["external"])
-    assert os.path.isfile(audit.explained_fold(run_path, "from_scratch")[0] / "profile.json")
+    assert os.path.isfile(retrain.explained_fold(run_path, "from_scratch")[0] / "profile.json")
 
 
 def test_the_audit_without_training_only_reads_what_is_stored(audited):
     folds = sorted(audited.parent.glob("*/from_scratch/fold-*/fold.json"))
     before = {f: f.stat().st_mtime_ns for f in folds}
-    table = audit.audit_dir(audited) / "masked_inputs.csv"
+    table = store.audit_dir(audited) / "masked_inputs.csv"
     table.unlink()
     output = audit_command("--no-train")
     assert "train=False" in output
     assert {f: f.stat().st_mtime_ns for f in folds} == before, "nothing trained again"
     assert sorted(audited.parent.glob("*/from_scratch/fold-*/fold.json")) == folds
     assert table.is_file(), "the analyses were made again from the stored folds"
+
+
+def test_the_audit_notebook_shows_the_stored_tables(audited):
+    """The audit notebook as the book command runs it (papermill, a run record), here without
+    training: it trains nothing, remakes the tables from the stored folds and shows them."""
+    folds = sorted(audited.parent.glob("*/from_scratch/fold-*/fold.json"))
+    before = {f: f.stat().st_mtime_ns for f in folds}
+    records = audited.parent.parent / "runs" / "tiny"
+    logged = []
+    for step in pipeline.plan_audit(get_profile("tiny"), "tiny"):
+        step.parameters["train"] = False
+        pipeline.execute_step(step, REPO, records, key_after=lambda: "test", log=logged.append)
+    assert any("train=False" in line for line in logged)
+    assert {f: f.stat().st_mtime_ns for f in folds} == before, "nothing trained again"
+    executed = nbformat.read(records / "04_audit.ipynb", as_version=4)
+    outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    shown = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    for column in ("leakage_image_level", "retained", "lung_enrichment", "paediatric_normal",
+                   "claim"):
+        assert column in shown, column
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) >= 4, "masked inputs, mean maps, examples, randomisation"

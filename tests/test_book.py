@@ -70,8 +70,8 @@ def test_every_chapter_is_built_from_the_run_records(book):
     for chapter in chapters():
         assert (html / f"{chapter}.html").is_file(), f"{chapter} missing from the book"
     records = sorted(p.name for p in (book["work"] / "runs" / "tiny").glob("*.ipynb"))
-    assert records == ["01_data_curation.ipynb", "03_fine_tuning-blocks03.ipynb",
-                       "05_results.ipynb"]
+    assert records == ["01_data_curation.ipynb", "02_strategy-fine_tune_3.ipynb",
+                       "03_results.ipynb"]
     run_path = results.run_dir("tiny", book["work"] / "results")
     for config in CONFIGS.split(","):
         assert results.done_folds(run_path, config) == [0, 1]

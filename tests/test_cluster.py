@@ -243,9 +243,9 @@ def test_the_slurm_example_renders_a_gpu_job(tmp_path):
 
 def test_the_strategy_notebooks_pass_their_executor_parameter_on():
     """papermill sets ``executor`` (tests/test_cv.py runs these notebooks locally)."""
-    from cxrlib.pipeline import STRATEGY_NOTEBOOKS, declared_parameters, read_text_notebook
+    from cxrlib.pipeline import STRATEGY_NOTEBOOK, declared_parameters, read_text_notebook
 
-    for name in STRATEGY_NOTEBOOKS.values():
+    for name in (STRATEGY_NOTEBOOK,):
         path = REPO / "notebooks" / f"{name}.py"
         assert "executor" in declared_parameters(read_text_notebook(path)), name
         assert "executor=executor)" in path.read_text(), name

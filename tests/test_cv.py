@@ -236,9 +236,9 @@ def outputs_of(notebook: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("name, parameters, config", [
-    ("02_off_the_shelf", {"folds": "0"}, "off_the_shelf"),
-    ("03_fine_tuning", {"folds": "1", "trainable_blocks": 3}, "fine_tune_3"),
-    ("04_from_scratch", {"folds": "0"}, "from_scratch"),
+    ("02_strategy", {"folds": "0", "config": "off_the_shelf"}, "off_the_shelf"),
+    ("02_strategy", {"folds": "1", "config": "fine_tune_3"}, "fine_tune_3"),
+    ("02_strategy", {"folds": "0", "config": "from_scratch"}, "from_scratch"),
 ])
 def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_path, monkeypatch,
                                               standin_keras_home):

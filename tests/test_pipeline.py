@@ -6,6 +6,11 @@ notebooks and a jupyter-book build) is exercised in test_book.py.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -15,16 +20,19 @@ import pytest
 from cxrlib import pipeline, results, vendor
 from cxrlib.profiles import get_profile
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 # --- the plan ------------------------------------------------------------------------------
 
 def test_plan_runs_every_notebook_in_the_papers_order():
     steps = pipeline.plan_notebooks(get_profile("default"), run="default")
     assert [s.notebook for s in steps] == (
-        ["01_data_curation", "02_off_the_shelf"] + ["03_fine_tuning"] * 6
-        + ["04_from_scratch", "05_results"])
-    fine = [s for s in steps if s.notebook == "03_fine_tuning"]
-    assert [s.parameters["trainable_blocks"] for s in fine] == [1, 3, 5, 7, 9, 11]
+        ["01_data_curation"] + ["02_strategy"] * 8 + ["03_results"])
+    assert [s.parameters["config"] for s in steps[1:-1]] == [
+        "off_the_shelf", "fine_tune_1", "fine_tune_3", "fine_tune_5", "fine_tune_7",
+        "fine_tune_9", "fine_tune_11", "from_scratch"]
+    assert all(s.config == s.parameters["config"] for s in steps[1:-1])
     assert len({s.record for s in steps}) == len(steps), "each execution has its own record"
     assert all(s.parameters["profile"] == "default" for s in steps)
     assert all(s.parameters["run"] == "default" for s in steps[1:])
@@ -35,16 +43,16 @@ def test_plan_skips_strategies_the_profile_leaves_out():
     profile = get_profile("tiny", configs=("from_scratch", "fine_tune_3"))
     steps = pipeline.plan_notebooks(profile, run="x", data="/d", folds="0")
     assert [s.record for s in steps] == [
-        "01_data_curation.ipynb", "03_fine_tuning-blocks03.ipynb", "04_from_scratch.ipynb",
-        "05_results.ipynb"]
+        "01_data_curation.ipynb", "02_strategy-fine_tune_3.ipynb",
+        "02_strategy-from_scratch.ipynb", "03_results.ipynb"]
     assert steps[1].parameters == {"profile": "tiny", "run": "x", "data": "/d", "folds": "0",
-                                   "trainable_blocks": 3}
+                                   "config": "fine_tune_3"}
 
 
 def test_plan_without_training_and_with_a_subset_of_configurations():
     profile = get_profile("default")
     assert [s.notebook for s in pipeline.plan_notebooks(profile, "r", training=False)] == [
-        "01_data_curation", "05_results"]
+        "01_data_curation", "03_results"]
     subset = pipeline.plan_notebooks(profile, "r", configs=["from_scratch", "off_the_shelf"])
     assert [s.config for s in subset if s.config] == ["off_the_shelf", "from_scratch"]
     with pytest.raises(ValueError, match="fine_tune_2.*not in profile"):
@@ -79,7 +87,7 @@ log.write_text(log.read_text() + f"{{profile}},{{run}}\\n" if log.exists() else 
 '''
 
 
-def write_notebooks(root: Path, log: Path, names=("01_data_curation", "05_results"),
+def write_notebooks(root: Path, log: Path, names=("01_data_curation", "03_results"),
                     extra="") -> None:
     (root / "notebooks").mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -105,7 +113,7 @@ def test_a_rerun_with_nothing_changed_executes_nothing(project, tmp_path):
     first = pipeline.run_notebooks(**args)
     assert log.read_text().splitlines() == ["tiny,", "tiny,tiny"]
     assert all(seconds > 0 for seconds in first.values())
-    record = tmp_path / "runs" / "tiny" / "05_results.ipynb"
+    record = tmp_path / "runs" / "tiny" / "03_results.ipynb"
     executed = nbformat.read(record, as_version=4)
     assert executed.metadata["cxrlib"]["status"] == "completed"
     assert executed.metadata["cxrlib"]["parameters"] == {"profile": "tiny", "run": "tiny"}
@@ -114,7 +122,7 @@ def test_a_rerun_with_nothing_changed_executes_nothing(project, tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
 
     second = pipeline.run_notebooks(**args)
-    assert second == {"01_data_curation.ipynb": 0.0, "05_results.ipynb": 0.0}
+    assert second == {"01_data_curation.ipynb": 0.0, "03_results.ipynb": 0.0}
     assert len(log.read_text().splitlines()) == 2, "nothing was executed again"
 
     # A change to the results the results notebook reads makes only that one stale.
@@ -152,10 +160,46 @@ def test_a_failing_notebook_keeps_its_record_and_names_it(project, tmp_path):
 
 def test_a_missing_notebook_says_which_and_where(project, tmp_path):
     write_notebooks(project, tmp_path / "log", names=("01_data_curation",))
-    with pytest.raises(FileNotFoundError, match="05_results.py does not exist"):
+    with pytest.raises(FileNotFoundError, match="03_results.py does not exist"):
         pipeline.run_notebooks(get_profile("tiny"), "tiny", "", "", training=False,
                                force=False, root=project, results_root=tmp_path / "results",
                                log=lambda m: None)
+
+
+# --- the README's papermill commands, as a user runs them ----------------------------------
+
+def readme_commands(section: str) -> list[str]:
+    """The ```bash blocks of one section of the README."""
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)```", body, re.DOTALL)
+
+
+def test_the_readme_papermill_batch_runs_on_the_tiny_profile(tmp_path, standin_keras_home):
+    """The README's strategy commands (jupytext, one papermill run, the batch loop) exactly as
+    written but for the profile: each configuration's executed notebook is a run record and
+    its folds are stored."""
+    blocks = readme_commands("One notebook, one strategy")
+    assert len(blocks) == 2 and "jupytext --to ipynb" in blocks[0] and "for config" in blocks[1]
+    script = "\n".join(blocks).replace("-p profile default", "-p profile tiny")
+    assert script.count("-p profile tiny") == 2
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    env = dict(os.environ, KERAS_HOME=str(standin_keras_home),
+               CXRLIB_RESULTS=str(tmp_path / "results"), CXRLIB_RUNS=str(tmp_path / "store"),
+               CXRLIB_CURATED=str(tmp_path / "curated"),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    configs = ["fine_tune_7", "off_the_shelf", "fine_tune_3", "from_scratch"]
+    records = tmp_path / "runs" / "default"
+    assert sorted(p.name for p in records.glob("02_strategy-*.ipynb")) == sorted(
+        f"02_strategy-{c}.ipynb" for c in configs)
+    for config in configs:
+        executed = nbformat.read(records / f"02_strategy-{config}.ipynb", as_version=4)
+        outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
+        assert not [o for o in outputs if o["output_type"] == "error"], config
+        assert results.done_folds(tmp_path / "results" / "tiny", config) == [0, 1], config
 
 
 # --- what the chapters read -----------------------------------------------------------------
@@ -170,44 +214,6 @@ def write_fold(run_path: Path, config: str, fold: int, p_covid: float = 0.9) -> 
     frame["p_COVID-19"] = p_covid
     history = pd.DataFrame({"epoch": [1], "loss": [1.0]})
     results.write_fold(run_path, config, fold, frame, history, {"config": config, "fold": fold})
-
-
-def test_fingerprint_follows_the_stored_results(tmp_path):
-    root = tmp_path / "results"
-    run_path = results.run_dir("tiny", root)
-    write_fold(run_path, "from_scratch", 0)
-    first = pipeline.book_inputs_fingerprint("tiny", root)
-    assert pipeline.book_inputs_fingerprint("tiny", root) == first, "deterministic"
-    assert pipeline.book_inputs_fingerprint("other", root) != first, "the run shown counts"
-
-    # A half-written fold (hidden temporary folder) is not an input yet.
-    (run_path / "from_scratch" / ".fold-01.tmp-x").mkdir()
-    (run_path / "from_scratch" / ".fold-01.tmp-x" / "predictions.csv").write_text("partial")
-    assert pipeline.book_inputs_fingerprint("tiny", root) == first
-
-    write_fold(run_path, "from_scratch", 1)
-    second = pipeline.book_inputs_fingerprint("tiny", root)
-    assert second != first, "a new fold changes it"
-
-    predictions = results.fold_dir(run_path, "from_scratch", 1) / "predictions.csv"
-    predictions.write_text(predictions.read_text().replace("0.9", "0.8"))
-    assert pipeline.book_inputs_fingerprint("tiny", root) != second, "changed contents too"
-
-
-def test_stale_execution_cache_is_cleared_only_when_inputs_changed(tmp_path):
-    build = tmp_path / "_build"
-    (build / ".jupyter_cache").mkdir(parents=True)
-    (build / ".doctrees").mkdir()
-    (build / "html").mkdir()
-    assert pipeline.prepare_execution_cache(build, "abc", log=lambda m: None)
-    assert not (build / ".jupyter_cache").exists() and not (build / ".doctrees").exists()
-    assert (build / "html").exists(), "the built pages stay until the new build replaces them"
-
-    (build / ".jupyter_cache").mkdir()
-    (build / pipeline.FINGERPRINT_FILE).write_text(json.dumps({"fingerprint": "abc"}))
-    assert not pipeline.prepare_execution_cache(build, "abc", log=lambda m: None)
-    assert (build / ".jupyter_cache").exists()
-    assert pipeline.prepare_execution_cache(build, "def", log=lambda m: None)
 
 
 def test_the_book_shows_a_real_run_over_a_synthetic_one(tmp_path, monkeypatch):

@@ -11,31 +11,32 @@
 # ---
 
 # %% [markdown]
-# # Results: the paper's Tables 1-7 regenerated from stored predictions
+# # 03 Results: the paper's Tables 1-7 regenerated from stored predictions
 #
 # Apostolopoulos et al. (2020) report MobileNetV2 on seven chest X-ray classes in seven tables:
 # the accuracies, sensitivity and specificity of each strategy (Tables 1, 4, 5) and pooled
 # confusion matrices for off-the-shelf features and for training from scratch (Tables 2, 3,
 # 6, 7). This notebook rebuilds every one of them from the out-of-fold predictions the
-# strategy notebooks stored, next to the paper's printed figures, with the difference, our
+# strategy notebook stored, next to the paper's printed figures, with the difference, our
 # patient-level bootstrap 95% intervals, the spread across folds and, beside every
 # COVID-19-vs-rest figure, what always answering "not COVID-19" would score. It trains
-# nothing: it reads `results/<run>/` only (see `cxrlib.report`).
+# nothing: it reads `results/<run>/` only (`cxrlib.tables`, `cxrlib.comparison`,
+# `cxrlib.figures`).
 
 # %% tags=["parameters"]
-profile = "default"
-run = ""
+profile = "default"  # a name from cxrlib.profiles.PROFILES
+run = ""  # the run to report; empty: the profile's name
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import report, results
+from cxrlib import comparison, figures, glue, profiles, results, runs, tables
 
 pd.set_option("display.max_columns", 20)
 pd.set_option("display.width", 160)
-run_path = results.run_dir(run or profile)
-display(Markdown(f"**{report.run_label(run_path)}** (results: `{run_path}`)"))
+run_path = results.run_dir(runs.run_name(run, profile))
+display(Markdown(f"**{runs.run_label(run_path)}** (results: `{run_path}`)"))
 
 # %% [markdown]
 # ## What this run holds
@@ -44,12 +45,12 @@ display(Markdown(f"**{report.run_label(run_path)}** (results: `{run_path}`)"))
 # without results is listed with the command that fills it; the tables below leave it blank.
 
 # %%
-configs = report.run_configs(run_path) or report.PAPER_CONFIGS
-overview = report.strategy_overview(run_path, configs)
-display(report.display_overview(overview))
-incomplete = [report.missing_note(run_path, c) for c in configs
-              if len(results.done_folds(run_path, c)) < (report.run_profile(run_path).n_folds
-                                                         if report.run_profile(run_path) else 1)]
+configs = runs.run_configs(run_path) or profiles.PAPER_CONFIGS
+overview = tables.strategy_overview(run_path, configs)
+display(tables.display_overview(overview))
+incomplete = [tables.missing_note(run_path, c) for c in configs
+              if len(results.done_folds(run_path, c)) < (runs.run_profile(run_path).n_folds
+                                                         if runs.run_profile(run_path) else 1)]
 display(Markdown("\n\n".join(incomplete) if incomplete else "Every configuration is complete."))
 
 # %% [markdown]
@@ -62,11 +63,11 @@ display(Markdown("\n\n".join(incomplete) if incomplete else "Every configuration
 # COVID-19" on our images and on the paper's class counts.
 
 # %%
-for n in report.FIGURE_TABLES:
-    table = report.comparison_table(run_path, n)
-    display(Markdown(f"### Table {n}. {report.TABLE_TITLES[n]}\n\n"
-                     + report.comparison_notes(table)))
-    display(report.display_comparison(table))
+for n in comparison.FIGURE_TABLES:
+    table = comparison.comparison_table(run_path, n)
+    display(Markdown(f"### Table {n}. {comparison.TABLE_TITLES[n]}\n\n"
+                     + comparison.comparison_notes(table)))
+    display(comparison.display_comparison(table))
 
 # %% [markdown]
 # ## Tables 2, 3, 6 and 7: confusion matrices
@@ -77,12 +78,12 @@ for n in report.FIGURE_TABLES:
 # show.
 
 # %%
-for n in report.SEVEN_CLASS_MATRICES + report.TWO_CLASS_MATRICES:
-    table = report.comparison_table(run_path, n)
-    display(Markdown(f"### Table {n}. {report.TABLE_TITLES[n]}\n\n"
-                     + report.comparison_notes(table)))
-    display(report.comparison_figure(run_path, n))
-    display(report.display_comparison(table))
+for n in comparison.SEVEN_CLASS_MATRICES + comparison.TWO_CLASS_MATRICES:
+    table = comparison.comparison_table(run_path, n)
+    display(Markdown(f"### Table {n}. {comparison.TABLE_TITLES[n]}\n\n"
+                     + comparison.comparison_notes(table)))
+    display(figures.comparison_figure(run_path, n))
+    display(comparison.display_comparison(table))
     display(table.drop(columns=["comparable", "note"]).set_index(["predicted", "actual"])
             .round(2))
 
@@ -92,7 +93,7 @@ for n in report.SEVEN_CLASS_MATRICES + report.TWO_CLASS_MATRICES:
 # The paper prints matrices for two strategies only; here are all of ours.
 
 # %%
-report.confusion_grid(run_path, configs)
+figures.confusion_grid(run_path, configs)
 
 # %% [markdown]
 # ## Spread across folds
@@ -100,16 +101,16 @@ report.confusion_grid(run_path, configs)
 # The paper gives one number per configuration; the folds it averages can differ a lot.
 
 # %%
-report.fold_spread(run_path)
+figures.fold_spread(run_path)
 
 # %% [markdown]
 # ## Per-class precision, recall and F1 (pooled over folds)
 
 # %%
 for config in configs:
-    if report.has_results(run_path, config):
-        display(Markdown(f"**{report.config_label(config)}**"))
-        display(report.per_class_table(run_path, config).round(2))
+    if runs.has_results(run_path, config):
+        display(Markdown(f"**{tables.config_label(config)}**"))
+        display(tables.per_class_table(run_path, config).round(2))
 
 # %% [markdown]
 # ## The trivial baseline
@@ -119,7 +120,7 @@ for config in configs:
 # read against it.
 
 # %%
-numbers = report.prose_numbers(run_path)
+numbers = glue.prose_numbers(run_path)
 pd.DataFrame({
     "images": [numbers["paper_total_images"], numbers["ours_n_images"]],
     "COVID-19 images": [numbers["paper_covid_images"], numbers["ours_n_covid"]],
@@ -133,12 +134,12 @@ pd.DataFrame({
 # The confusion matrix of any configuration and test fold, with the images behind each cell,
 # misclassifications first; then COVID-19 against the rest at any probability threshold,
 # beside the arg-max rule's point and the paper's. Live in JupyterLab; an executed copy keeps
-# the state it was left in. The explorers live in `cxrlib.widgets`.
+# the state it was left in. The explorers live in `cxrlib.explore`.
 
 # %%
-from cxrlib import widgets
+from cxrlib import explore
 
-widgets.explore_predictions(run_path)
+explore.explore_predictions(run_path)
 
 # %%
-widgets.explore_threshold(run_path)
+explore.explore_threshold(run_path)

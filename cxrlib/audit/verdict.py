@@ -1,7 +1,7 @@
 """The verdict on each of the paper's claims, from the audit's stored evidence, by fixed rules.
 
-:func:`collect_evidence` reads the tables the audit's notebooks stored under
-``results/<run>/audit/`` (:mod:`cxrlib.audit`); :func:`verdict_table` turns them into one row
+:func:`collect_evidence` reads the tables the audit stored under ``results/<run>/audit/``
+(:mod:`cxrlib.audit.store`); :func:`verdict_table` turns them into one row
 per claim of the paper (in our words): supported, not supported or cannot tell, with the
 figures it rests on and the rule applied. The rules and their thresholds are
 :class:`Thresholds`, nothing else; missing evidence gives "cannot tell".
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paper, results
-from .audit import read_record, read_table, retained_share
-from .profiles import audit_settings
+from .. import paper, results
+from ..comparison import paper_figure, protocol_difference
+from ..profiles import audit_settings
+from .scoring import retained_share
+from .store import read_record, read_table
 
 
 @dataclass(frozen=True)
@@ -147,14 +149,10 @@ def collect_evidence(run_path: str | Path) -> dict:
 
 
 def _protocol_difference(profile) -> str:
-    from .report import protocol_difference
-
     return protocol_difference(profile) if profile is not None else ""
 
 
 def _paper_fraction(config: str, metric: str) -> float | None:
-    from .report import paper_figure
-
     value = paper_figure(config, metric)
     return None if value is None else float(value) / 100
 
@@ -177,30 +175,24 @@ def _reproduction(ours: Figure | None, reported: float | None, t: Thresholds,
     return NOT_SUPPORTED, text
 
 
-def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.DataFrame:
-    """Each claim of the paper (in our words), our verdict, the evidence and the rule applied.
-
-    Verdicts follow :class:`Thresholds` and nothing else; a claim whose evidence is missing is
-    "cannot tell". With synthetic data the verdicts only show that the rules work.
-    """
-    t = thresholds
-    rows = []
-    seven = tuple(evidence.get("classes", ())) == paper.CLASSES
-
-    protocol = evidence.get("protocol", "")
+def _reproduced_2class(evidence: dict, t: Thresholds) -> tuple:
     verdict, text = _reproduction(evidence.get("acc_2class"), evidence.get("paper_acc_2class"),
-                                  t, comparable=True, protocol=protocol)
-    rows.append(("Trained from scratch, the network tells COVID-19 from the other classes with "
-                 "about 99% accuracy.", verdict, text,
-                 f"reproduced if our 95% interval reaches the paper's figure minus "
-                 f"{100 * t.reproduce_margin:.0f} points (a run of a reduced protocol cannot "
-                 f"tell)"))
+                                  t, comparable=True, protocol=evidence.get("protocol", ""))
+    return ("Trained from scratch, the network tells COVID-19 from the other classes with "
+            "about 99% accuracy.", verdict, text,
+            f"reproduced if our 95% interval reaches the paper's figure minus "
+            f"{100 * t.reproduce_margin:.0f} points (a run of a reduced protocol cannot tell)")
 
+
+def _reproduced_7class(evidence: dict, t: Thresholds) -> tuple:
+    seven = tuple(evidence.get("classes", ())) == paper.CLASSES
     verdict, text = _reproduction(evidence.get("accuracy"), evidence.get("paper_accuracy"), t,
-                                  comparable=seven, protocol=protocol)
-    rows.append(("Over all seven classes it is right about 88% of the time.", verdict, text,
-                 "as above; only comparable on the paper's seven classes"))
+                                  comparable=seven, protocol=evidence.get("protocol", ""))
+    return ("Over all seven classes it is right about 88% of the time.", verdict, text,
+            "as above; only comparable on the paper's seven classes")
 
+
+def _scratch_beats_imagenet(evidence: dict, t: Thresholds) -> tuple:
     differences = evidence.get("strategy_differences") or {}
     if not differences:
         verdict, text = CANNOT_TELL, "no other strategy has results"
@@ -212,49 +204,70 @@ def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.Dat
             verdict = NOT_SUPPORTED
         else:
             verdict = CANNOT_TELL
-    rows.append(("Training from scratch beats ImageNet features, whether fixed or fine-tuned.",
-                 verdict, "from scratch's accuracy, paired bootstrap: " + text,
-                 "supported if every interval is above 0; not supported if one is below 0"))
+    return ("Training from scratch beats ImageNet features, whether fixed or fine-tuned.",
+            verdict, "from scratch's accuracy, paired bootstrap: " + text,
+            "supported if every interval is above 0; not supported if one is below 0")
 
+
+def _gap_verdict(gap: Figure, t: Thresholds, may_support: bool = True) -> str:
+    """A material fall (interval above 0) refutes; an interval below the material size
+    supports (where ``may_support``); anything else cannot tell."""
+    if gap.value >= t.material_gap and gap.low > 0:
+        return NOT_SUPPORTED
+    if gap.high < t.material_gap and may_support:
+        return SUPPORTED
+    return CANNOT_TELL
+
+
+def _new_patients(evidence: dict, t: Thresholds) -> tuple:
     gap = evidence.get("patient_gap")
     if gap is None:
         verdict, text = CANNOT_TELL, "no patient-grouped retraining yet"
     else:
         text = f"image-level minus patient-grouped accuracy: {gap.text(' points')}"
-        if gap.value >= t.material_gap and gap.low > 0:
-            verdict = NOT_SUPPORTED
-        elif gap.high < t.material_gap:
-            verdict = SUPPORTED
-        else:
-            verdict = CANNOT_TELL
-    rows.append(("Image-level cross-validation measures how the network does on new patients.",
-                 verdict, text, f"not supported if the gap is at least "
-                 f"{100 * t.material_gap:.0f} points with an interval above 0; supported if the "
-                 f"interval stays below {100 * t.material_gap:.0f} points"))
+        verdict = _gap_verdict(gap, t)
+    return ("Image-level cross-validation measures how the network does on new patients.",
+            verdict, text, f"not supported if the gap is at least "
+            f"{100 * t.material_gap:.0f} points with an interval above 0; supported if the "
+            f"interval stays below {100 * t.material_gap:.0f} points")
 
+
+def _biomarkers(evidence: dict, t: Thresholds) -> tuple:
     verdict, text = biomarker_verdict(evidence, t)
-    rows.append(("The features learned from scratch are signs of disease in the lungs (possible "
-                 "biomarkers), not marks of where an image comes from.", verdict, text,
-                 shortcut_rule(t)))
+    return ("The features learned from scratch are signs of disease in the lungs (possible "
+            "biomarkers), not marks of where an image comes from.", verdict, text,
+            shortcut_rule(t))
 
+
+def _carries_over(evidence: dict, t: Thresholds) -> tuple:
     external = evidence.get("external_gap")
     if external is None:
         verdict, text = CANNOT_TELL, "no external evaluation"
     else:
         text = f"internal minus external accuracy: {external.text(' points')} " \
             f"({evidence.get('external_kind') or 'external data'})"
-        if external.value >= t.material_gap and external.low > 0:
-            verdict = NOT_SUPPORTED
-        elif external.high < t.material_gap and not evidence.get("external_same_collections"):
-            verdict = SUPPORTED
-        else:
-            verdict = CANNOT_TELL
-    rows.append(("The classifier is ready to screen patients: its accuracy carries over to "
-                 "images from elsewhere.", verdict, text,
-                 f"not supported if accuracy falls by at least {100 * t.material_gap:.0f} points "
-                 f"(interval above 0) on other images; supported if it falls by less on "
-                 f"another collection"))
-    return pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "rule"])
+        verdict = _gap_verdict(external, t,
+                               may_support=not evidence.get("external_same_collections"))
+    return ("The classifier is ready to screen patients: its accuracy carries over to "
+            "images from elsewhere.", verdict, text,
+            f"not supported if accuracy falls by at least {100 * t.material_gap:.0f} points "
+            f"(interval above 0) on other images; supported if it falls by less on "
+            f"another collection")
+
+
+#: The paper's claims, in the order the verdict lists them.
+CLAIMS = (_reproduced_2class, _reproduced_7class, _scratch_beats_imagenet, _new_patients,
+          _biomarkers, _carries_over)
+
+
+def verdict_table(evidence: dict, thresholds: Thresholds = THRESHOLDS) -> pd.DataFrame:
+    """Each claim of the paper (in our words), our verdict, the evidence and the rule applied.
+
+    Verdicts follow :class:`Thresholds` and nothing else; a claim whose evidence is missing is
+    "cannot tell". With synthetic data the verdicts only show that the rules work.
+    """
+    return pd.DataFrame([claim(evidence, thresholds) for claim in CLAIMS],
+                        columns=["claim", "verdict", "evidence", "rule"])
 
 
 def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str, bool | None,

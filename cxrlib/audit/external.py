@@ -1,0 +1,147 @@
+"""Experiment 6: a trained fold's network on images from elsewhere.
+
+On synthetic data the "external" images are a collection with the same disease signs and none
+of the collection cues (:func:`synthetic_external`); on the real bundle, images no run trained
+on from the same collections, since the bundle holds no other (:func:`unused_real_images`),
+which is only partly external.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import cv, dataset, explain, imaging, metrics, paths
+from ..curate import curated_dir_for, ensure_curated
+from ..profiles import Profile
+from ..runs import fold_classes
+from ..sources import read_sources
+from .scoring import N_BOOT, SEED, compare, pick_per_class, predictions
+from .store import read_record, read_table
+
+SYNTHETIC_KIND = "another collection (synthetic-external: same signs, no collection cues)"
+REAL_KIND = ("the same collections: images no run trained on (the shared bundle holds no "
+             "other collection)")
+
+
+def synthetic_external(profile: Profile, per_class: int, log=print,
+                       ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The synthetic "external" collection: same disease signs, none of the collection cues."""
+    external = profile.replace(synthetic_per_class=per_class)
+    folder = ensure_curated(external, collection_style="external", log=log)
+    manifest, images = dataset.load_curated(folder, classes=cv.manifest_labels(profile))
+    return cv.as_normal(manifest, profile.normal_label), images
+
+
+def _unused_candidates(curated_dir, data_dir, classes, per_class, seed) -> pd.DataFrame:
+    """The bundle's images of ``classes`` that the curated manifest never examined."""
+    manifest = dataset.read_manifest(curated_dir)
+    candidates = read_sources(data_dir, lateral=True, problems=[])
+    candidates = candidates[candidates["label"].isin(list(classes))
+                            & ~candidates["orig_path"].isin(set(manifest["orig_path"]))]
+    known = set(manifest.get("source_patient_id", manifest["patient_id"]))
+    candidates = candidates.assign(new_patient=~candidates["source_patient_id"].isin(known)
+                                   & (candidates["source_patient_id"] != ""))
+    if per_class is not None:
+        candidates = pick_per_class(candidates.reset_index(drop=True), per_class, seed)
+    return candidates
+
+
+def unused_real_images(curated_dir: str | Path, data_dir: str | Path, classes,
+                       image_size: int, per_class: int | None = None, seed: int = SEED,
+                       ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Images of the shared bundle that curation never examined (so no run trained on them).
+
+    From the same collections as the training images (the bundle holds no other), including
+    Cohen's lateral views; ``new_patient`` marks images of patients with no curated image. Each
+    is letterboxed like a curated one, with no exclusion checks. At most ``per_class`` per class.
+    """
+    rows, pixels = [], []
+    for _, row in _unused_candidates(curated_dir, data_dir, classes, per_class, seed).iterrows():
+        try:
+            gray = imaging.read_grayscale(row["path"], draft_side=image_size)
+        except imaging.ImageError:
+            continue
+        pixels.append(imaging.letterbox(gray, image_size))
+        rows.append({"image_id": f"unused-{Path(row['orig_path']).stem}", "label": row["label"],
+                     "source": row["source"], "patient_id": row["source_patient_id"]
+                     or f"unused:{row['orig_path']}", "view": row["view"],
+                     "new_patient": bool(row["new_patient"]), "orig_path": row["orig_path"]})
+    images = np.stack(pixels) if pixels else np.zeros((0, image_size, image_size), np.uint8)
+    return pd.DataFrame(rows), images
+
+
+def external_images(profile: Profile, per_class: int, data_dir=None,
+                    ) -> tuple[pd.DataFrame, np.ndarray, str, bool]:
+    """The external images for a run's profile: (their table, pixels, what they are, whether
+    they come from the training collections)."""
+    if profile.dataset == "synthetic":
+        external, images = synthetic_external(profile, per_class)
+        return external, images, SYNTHETIC_KIND, False
+    folder = Path(data_dir) if data_dir else paths.default_data_dir()
+    external, images = unused_real_images(curated_dir_for(profile), folder, profile.classes,
+                                          profile.image_size, per_class=per_class)
+    return external, images, REAL_KIND, True
+
+
+def external_evaluation(run_path: str | Path, config: str, fold: int,
+                        external: pd.DataFrame, images: np.ndarray, n_boot: int = N_BOOT,
+                        seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A trained fold's network on images from elsewhere, beside its own test fold.
+
+    ``external`` holds ``image_id``, ``label`` (classes of the run), ``patient_id``, ``source``
+    for the rows of ``images``. Returns the comparison (:func:`~.scoring.compare`: "internal" =
+    the fold's stored out-of-fold predictions, "external"; difference internal minus external)
+    and the external predictions.
+    """
+    classes = fold_classes(run_path, config, fold)
+    unknown = sorted(set(external["label"]) - set(classes))
+    if unknown:
+        raise ValueError(f"external images of class(es) {unknown} that {Path(run_path).name} "
+                         f"does not predict ({list(classes)})")
+    model = explain.fold_model(run_path, config, fold)
+    probabilities = explain.predict(model, images)
+    rows = external.reset_index(drop=True)
+    pred = cv.predictions_table(rows.assign(source=rows.get("source", "external"),
+                                            patient_id=rows.get("patient_id", "")),
+                                fold, probabilities, classes)
+    internal = predictions(run_path, config, [fold])
+    table = compare(internal, pred, "internal", "external", n_boot, seed)
+    table["run"], table["fold"] = Path(run_path).name, fold
+    return table, pred
+
+
+def external_record(external: pd.DataFrame, kind: str, same_collections: bool,
+                    weights_run: str | Path, config: str, fold: int) -> dict:
+    """What the external images were: kind, counts by class (and view), new patients, and the
+    trained fold that was tested on them."""
+    views = external.get("view", pd.Series("", index=external.index)).replace("", "?")
+    by_view = external.groupby([external["label"], views]).size()
+    new = external.get("new_patient", pd.Series(True, index=external.index))
+    return {"kind": kind, "same_collections": same_collections, "images": int(len(external)),
+            "by_class": external["label"].value_counts().to_dict(),
+            "by_class_and_view": {f"{c} ({v})": int(n) for (c, v), n in by_view.items()},
+            "new_patients": int(new.sum()), "run": Path(weights_run).name, "config": config,
+            "fold": fold}
+
+
+def external_recall(run_path: str | Path) -> pd.DataFrame | None:
+    """Per class: images and recall on the trained fold's own test fold and on the external
+    images (from the stored external evaluation), and for real data the views of the latter."""
+    record = read_record(run_path, "external")
+    external = read_table(run_path, "external_predictions")
+    if record is None or external is None:
+        return None
+    internal = predictions(Path(run_path).parent / record["run"],
+                           record.get("config", "from_scratch"), [record["fold"]])
+    rows = {}
+    for name, pred in (("internal", internal), ("external", external)):
+        if pred.empty:
+            continue
+        recall = metrics.per_class(pred, metrics.classes_of(pred))
+        rows[f"{name} images"] = recall["support"]
+        rows[f"{name} recall"] = recall["recall"]
+    table = pd.DataFrame(rows)
+    table.index.name = "class"
+    return table.reset_index()

@@ -1,0 +1,206 @@
+"""The whole audit of a run: the retrainings (unless told not to train), then every experiment,
+each table stored under ``results/<run>/audit/`` (:mod:`.store`).
+
+:func:`run_audit` is what ``python -m cxrlib audit`` and the audit notebook call. Each step is
+one function of an :class:`Audit`, returning the tables it stored by name; a step whose inputs
+are missing (a retraining not made yet, no kept weights) says so and stores nothing, so the
+audit of a run made elsewhere (``--no-train``) analyses whatever is there.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .. import cv, explain, results
+from ..profiles import AuditSettings, Profile, audit_settings
+from ..runs import run_name
+from .experiments import (age_swap, headline_uncertainty, masked_inputs, patient_folds,
+                          source_probe, strategy_differences, within_collection)
+from .external import external_evaluation, external_images, external_record
+from .retrain import EXPLAINED_VARIANT, ensure_baseline, explained_fold, main_profile, \
+    run_variant, variant_path, variant_run
+from .saliency import saliency_audit, saliency_summary
+from .scoring import predictions
+from .statistics import image_statistics
+from .store import read_table, write_record, write_table
+from .verdict import collect_evidence, verdict_table
+
+
+@dataclass(frozen=True)
+class Audit:
+    """One run's audit: the main run's profile and folder, where the sources are, whether the
+    retrainings may train."""
+
+    profile: Profile
+    run_path: Path
+    data_dir: str | None = None
+    train: bool = True
+    log: Callable[[str], None] = cv.log_line
+
+    @property
+    def settings(self) -> AuditSettings:
+        return audit_settings(self.profile)
+
+    @property
+    def config(self) -> str:
+        return self.settings.config
+
+    def retraining(self, variant: str, **options) -> Path:
+        """The variant's run folder: trained (resuming) when ``train``, else as stored."""
+        if self.train:
+            return run_variant(self.profile, variant, self.run_path.name, self.data_dir,
+                               results_root=self.run_path.parent, log=self.log, **options)
+        return variant_path(self.run_path, variant)
+
+    def finished(self, *run_paths: Path) -> bool:
+        """Whether every run has a finished fold of the configuration (else say which not)."""
+        missing = [p.name for p in run_paths if not results.done_folds(p, self.config)]
+        if missing:
+            self.log(f"[audit] no finished {self.config} fold in {', '.join(missing)}: "
+                     f"not analysed")
+        return not missing
+
+    def store(self, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        for name, table in tables.items():
+            write_table(self.run_path, name, table)
+        return tables
+
+
+def patient_step(audit: Audit) -> dict:
+    """1. Image-level against patient-grouped folds (the grouped run keeps one fold's weights
+    for the saliency step)."""
+    kept_fold = (audit.settings.test_folds or (0,))[0]
+    patient_run = audit.retraining("patient", save_weights_folds=(kept_fold,))
+    if not audit.finished(audit.run_path, patient_run):
+        return {}
+    return audit.store({"patient_folds": patient_folds(audit.run_path, patient_run,
+                                                       audit.config)})
+
+
+def probe_step(audit: Audit) -> dict:
+    """2. The source probe, and the disease accuracy inside each collection (the main run and
+    the adult-normal retraining, which adds a collection with two classes on real data)."""
+    tables = {}
+    probe_run = audit.retraining("source-probe")
+    if audit.finished(probe_run):
+        tables["source_probe"] = source_probe(probe_run, audit.config)
+    swap_run = audit.retraining("adult-normal")
+    within = [within_collection(predictions(path, audit.config)).assign(run=name)
+              for name, path in (("main", audit.run_path), ("adult-normal", swap_run))
+              if results.done_folds(path, audit.config)]
+    if within:
+        tables["within_collection"] = pd.concat(within, ignore_index=True)
+    return audit.store(tables)
+
+
+def masked_step(audit: Audit) -> dict:
+    """3. The lung fields blacked out, and the lung fields alone."""
+    border_run, lung_run = audit.retraining("border-only"), audit.retraining("lung-only")
+    if not audit.finished(audit.run_path, border_run, lung_run):
+        return {}
+    return audit.store({"masked_inputs": masked_inputs(audit.run_path, border_run, lung_run,
+                                                       audit.config)})
+
+
+def swap_step(audit: Audit) -> dict:
+    """7. The paediatric Normal class against adult NIH "No Finding" images."""
+    swap_run = variant_path(audit.run_path, "adult-normal")  # trained by probe_step
+    if not audit.finished(audit.run_path, swap_run):
+        return {}
+    swap, recall = age_swap(audit.run_path, swap_run, audit.config)
+    return audit.store({"age_swap": swap, "age_swap_recall": recall})
+
+
+def statistics_step(audit: Audit) -> dict:
+    """4. Trivial image statistics, cross-validated with the main run's folds (or the same
+    assignment made the same way, when the run has none stored yet)."""
+    manifest, images = cv.load_dataset(audit.profile, data_dir=audit.data_dir)
+    folds = results.read_folds(audit.run_path) if (audit.run_path / "folds.csv").is_file() \
+        else cv.make_folds(manifest, audit.profile)
+    scores, oof = image_statistics(manifest, images, folds, audit.profile.classes)
+    return audit.store({"image_statistics": scores, "image_statistics_predictions": oof})
+
+
+def _explained(audit: Audit) -> tuple[Path, int] | None:
+    explained = explained_fold(audit.run_path, audit.config)
+    if explained is None:
+        audit.log(f"[audit] no trained weights are kept for {audit.config} in "
+                  f"{audit.run_path.name} or "
+                  f"{variant_run(audit.run_path.name, EXPLAINED_VARIANT)}: no saliency or "
+                  f"external evaluation")
+    return explained
+
+
+def saliency_step(audit: Audit) -> dict:
+    """5. Grad-CAM shares by region, and the randomisation check."""
+    explained = _explained(audit)
+    if explained is None:
+        return {}
+    (weights_run, fold), settings = explained, audit.settings
+    table, maps, check = saliency_audit(weights_run, audit.config, fold,
+                                        settings.saliency_per_class,
+                                        settings.randomisation_images, data_dir=audit.data_dir)
+    return audit.store({"saliency": table, "saliency_maps": maps,
+                        "saliency_summary": saliency_summary(table), "randomisation": check,
+                        "randomisation_summary": explain.randomisation_summary(check)})
+
+
+def external_step(audit: Audit) -> dict:
+    """6. The explained fold's network on external images, beside its own test fold."""
+    explained = _explained(audit)
+    if explained is None:
+        return {}
+    weights_run, fold = explained
+    external, images, kind, same = external_images(
+        audit.profile, audit.settings.external_per_class, audit.data_dir)
+    comparison, external_predictions = external_evaluation(weights_run, audit.config, fold,
+                                                           external, images)
+    write_record(audit.run_path, "external", external_record(external, kind, same, weights_run,
+                                                             audit.config, fold))
+    return audit.store({"external": comparison, "external_predictions": external_predictions})
+
+
+def verdict_step(audit: Audit) -> dict:
+    """8. Every headline figure with its interval and the trivial rules beside it; from scratch
+    against every other configuration; then the verdict on each claim from all that is stored."""
+    statistics = read_table(audit.run_path, "image_statistics_predictions")
+    tables = audit.store({"uncertainty": headline_uncertainty(audit.run_path, statistics),
+                          "strategies": strategy_differences(audit.run_path, audit.config)})
+    # The verdict reads the tables just stored, with every other experiment's.
+    tables.update(audit.store({"verdict": verdict_table(collect_evidence(audit.run_path))}))
+    return tables
+
+
+#: The audit's steps in order (the retrainings first: the saliency step explains one of them).
+STEPS = (("patient-grouped folds", patient_step), ("source probe", probe_step),
+         ("masked inputs", masked_step), ("age and source swap", swap_step),
+         ("image statistics", statistics_step), ("saliency", saliency_step),
+         ("external data", external_step), ("intervals and verdict", verdict_step))
+
+
+def run_audit(profile: Profile | str, run: str = "", data_dir=None, train: bool = True,
+              results_root=None, log=cv.log_line) -> dict[str, pd.DataFrame]:
+    """Audit the run ``run`` (default: the profile's name) and store every table.
+
+    With ``train``, first cross-validates the main run's audit configuration on the audit's
+    folds and each retraining (finished folds are skipped); without, analyses only what is
+    stored (e.g. retrainings made on a GPU machine). Returns the stored tables by name.
+    """
+    run = run_name(run, profile)
+    base = main_profile(profile, run, data_dir, results_root)
+    run_path = ensure_baseline(base, run, data_dir, results_root, log=log) if train else \
+        results.run_dir(run, results_root)
+    audit = Audit(base, Path(run_path), data_dir or None, train, log)
+    log(f"[audit] run {run} (train={train}): configuration {audit.config}, test folds "
+        f"{audit.settings.test_folds or 'all'}")
+    tables: dict[str, pd.DataFrame] = {}
+    for name, step in STEPS:
+        started = time.perf_counter()
+        tables.update(step(audit))
+        log(f"[audit] {name} done in {time.perf_counter() - started:.0f} s")
+    log(f"[audit] tables: {run_path / 'audit'}")
+    return tables
