@@ -47,19 +47,25 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
+import PIL
 
-from . import imaging, paths
+from . import __version__, imaging, paths
 from .dataset import MANIFEST_COLUMNS
+from .download import missing_data_message
 from .paper import CLASSES, class_counts
 from .profiles import Profile
+from .sources import SourceError, read_sources
+from .synthetic import SHORTCUT_NOTE, make_synthetic, render
 
 #: Bump when the curation's output for the same inputs changes (it is part of folder names).
 CURATION_VERSION = 1
@@ -125,9 +131,6 @@ def ensure_curated(profile: Profile, data_dir=None, collection_style: str = "pap
                       collection_style=collection_style, log=log)
     data_dir = data_dir or paths.default_data_dir()
     if data_dir is None or not Path(data_dir).is_dir():
-        from .download import missing_data_message
-        from .sources import SourceError
-
         raise SourceError(f"profile {profile.name!r} needs the real data and none was found "
                           f"(CXRLIB_DATA or ../shared/data).\n"
                           f"{missing_data_message(data_dir or paths.root() / 'data' / 'sources')}")
@@ -168,8 +171,6 @@ def examine(task: tuple) -> dict:
     index, path, recipe, image_size, jpeg_quality = task
     try:
         if recipe is not None:
-            from .synthetic import render
-
             gray = render(recipe)
             orig_w, orig_h = gray.shape[1], gray.shape[0]
         else:
@@ -198,8 +199,6 @@ def examine(task: tuple) -> dict:
 
 def _start_method() -> str:
     """fork (fast) unless a deep-learning framework is loaded: its threads do not survive a fork."""
-    import sys
-
     loaded = any(m in sys.modules for m in ("tensorflow", "jax", "torch"))
     available = multiprocessing.get_all_start_methods()
     return "fork" if "fork" in available and not loaded else "spawn"
@@ -313,22 +312,22 @@ def reconcile_patients(source_patient_ids, duplicate_groups) -> dict[str, str]:
 # the pipeline
 
 
-def _candidates(data_dir, classes, extras, multilabel, lateral, seed, synthetic_per_class,
-                collection_style, problems, sign_strength, fault_fraction, image_size):
+def _candidates(data_dir, options: CurationOptions, problems: list[str]) -> pd.DataFrame:
+    """Every candidate image of the wanted classes: the synthetic set, or the real sources."""
+    extras = options.extras
     if data_dir is None:
-        from .synthetic import make_synthetic
-
-        df = make_synthetic(per_class=synthetic_per_class, seed=seed, classes=classes,
-                            extras=extras, native_size=min(512, max(64, 2 * image_size)),
-                            sign_strength=sign_strength, fault_fraction=fault_fraction,
-                            collection_style=collection_style)
+        df = make_synthetic(per_class=options.synthetic_per_class, seed=options.seed,
+                            classes=options.classes, extras=extras,
+                            native_size=min(512, max(64, 2 * options.image_size)),
+                            sign_strength=options.sign_strength,
+                            fault_fraction=options.fault_fraction,
+                            collection_style=options.collection_style)
         df["preference"], df["multilabel"], df["split"] = 0, False, ""
         df["identity"] = df["image_id"]
         return df
-    from .sources import read_sources
-
-    df = read_sources(data_dir, lateral=lateral, multilabel=multilabel, problems=problems)
-    wanted = set(classes) | set(extras)
+    df = read_sources(data_dir, lateral=options.lateral, multilabel=options.multilabel,
+                      problems=problems)
+    wanted = set(options.classes) | set(extras)
     dropped_children = df[(df["label"].isin(extras)) & (df["population"] == "paediatric")]
     if len(dropped_children):
         problems.append(f"{len(dropped_children)} extra ({', '.join(extras)}) image(s) of "
@@ -396,114 +395,205 @@ def select(cands: pd.DataFrame, examined: dict[int, dict], groups_of: dict[int, 
 
 
 def _versions() -> dict:
-    import imagehash
-    import PIL
-
-    from . import __version__
-
     return {"python": platform.python_version(), "numpy": np.__version__,
             "pandas": pd.__version__, "pillow": PIL.__version__,
             "imagehash": imagehash.__version__, "cxrlib": __version__,
             "curation_version": CURATION_VERSION}
 
 
-def curate(out, data_dir=None, image_size: int = 200, seed: int = 2020, classes=CLASSES,
-           extras=EXTRAS_DEFAULT, multilabel: str = "exclude", lateral: bool = False,
-           synthetic_per_class: int = 80, collection_style: str = "paper",
-           extras_max: int | None = EXTRAS_MAX_DEFAULT, jpeg_quality: int = 90,
-           workers: int | None = None,
-           sign_strength: float = 1.0, fault_fraction: float = 0.05, counts=None,
-           criteria: Criteria = CRITERIA, log=print) -> Path:
+@dataclass(frozen=True)
+class CurationOptions:
+    """What a curation makes: everything but where it reads and writes and how many processes
+    examine the images (module docstring). ``counts``: images to select per class where the
+    paper's count (or, for synthetic data, ``synthetic_per_class``) should not apply, e.g.
+    ``{"Normal": 100}`` for a small real set. The synthetic-only settings (per class, collection
+    style, sign strength, fault fraction) are ignored for real data."""
+
+    image_size: int = 200
+    seed: int = 2020
+    classes: tuple[str, ...] = CLASSES
+    extras: tuple[str, ...] = EXTRAS_DEFAULT
+    multilabel: str = "exclude"
+    lateral: bool = False
+    synthetic_per_class: int = 80
+    collection_style: str = "paper"
+    extras_max: int | None = EXTRAS_MAX_DEFAULT
+    jpeg_quality: int = 90
+    sign_strength: float = 1.0
+    fault_fraction: float = 0.05
+    counts: dict | None = None
+    criteria: Criteria = CRITERIA
+
+    def checked(self) -> CurationOptions:
+        """These options with classes and extras as tuples (an extra that is a class dropped);
+        a wrong setting is refused."""
+        classes = tuple(self.classes)
+        extras = tuple(e for e in (self.extras or ()) if e not in classes)
+        unknown = [c for c in classes if c not in CLASSES]
+        if unknown:
+            raise ValueError(f"unknown class(es) {unknown}; the paper's classes are {CLASSES}")
+        if self.multilabel not in ("exclude", "first"):
+            raise ValueError("multilabel must be 'exclude' or 'first'")
+        if self.image_size < 16:
+            raise ValueError("image_size must be at least 16 px")
+        return replace(self, classes=classes, extras=extras)
+
+    def record(self, data_dir) -> dict:
+        """The ``parameters`` of ``curation.json`` (synthetic-only settings None for real data)."""
+        synthetic = data_dir is None
+        return dict(image_size=self.image_size, seed=self.seed, classes=list(self.classes),
+                    extras=list(self.extras), multilabel=self.multilabel, lateral=self.lateral,
+                    jpeg_quality=self.jpeg_quality,
+                    synthetic_per_class=self.synthetic_per_class if synthetic else None,
+                    collection_style=self.collection_style if synthetic else None,
+                    sign_strength=self.sign_strength if synthetic else None,
+                    fault_fraction=self.fault_fraction if synthetic else None,
+                    extras_max=self.extras_max, counts=self.counts,
+                    criteria=asdict(self.criteria),
+                    data_dir=None if synthetic else str(data_dir))
+
+
+@dataclass
+class Examination:
+    """What examining the candidates found (rows are ``cands`` index labels)."""
+
+    examined: dict[int, dict]      # row -> measures, or its decoding error
+    ok: list[int]                  # rows decoded, in order
+    pairs: list[tuple]             # duplicate pairs (positions in ``ok``, hamming, correlation)
+    groups: list[list[int]]        # duplicate groups of rows
+    decision: dict[int, str]       # row -> exclusion reason, "" if included
+    walked: dict[str, int]         # candidates walked per class
+
+    @property
+    def groups_of(self) -> dict[int, int]:
+        return {i: g for g, members in enumerate(self.groups) for i in members}
+
+
+def curate(out, data_dir=None, options: CurationOptions | None = None, *,
+           workers: int | None = None, log=print, **settings) -> Path:
     """Curate a dataset into ``out`` (see the module docstring). ``data_dir=None``: synthetic.
 
-    ``counts``: images to select per class where the paper's count (or, for synthetic data,
-    ``synthetic_per_class``) should not apply, e.g. ``{"Normal": 100}`` for a small real set.
+    ``options``: a :class:`CurationOptions`; its fields may also be given as keywords
+    (``image_size=64``), which replace those of ``options``. ``workers``: processes examining
+    images (default: the cores, at most 8).
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
-    classes, extras = tuple(classes), tuple(e for e in (extras or ()) if e not in classes)
-    unknown = [c for c in classes if c not in CLASSES]
-    if unknown:
-        raise ValueError(f"unknown class(es) {unknown}; the paper's classes are {CLASSES}")
-    if multilabel not in ("exclude", "first"):
-        raise ValueError("multilabel must be 'exclude' or 'first'")
-    if image_size < 16:
-        raise ValueError("image_size must be at least 16 px")
+    options = replace(options or CurationOptions(), **settings).checked()
     if out.exists() and not (out / "manifest.csv").is_file() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not a curated dataset; choose another --out "
                               f"(curation replaces only folders it made)")
     workers = workers or min(os.cpu_count() or 1, 8)
     problems: list[str] = []
-
-    cands = _candidates(data_dir, classes, extras, multilabel, lateral, seed,
-                        synthetic_per_class, collection_style, problems, sign_strength,
-                        fault_fraction, image_size)
+    cands = _candidates(data_dir, options, problems)
     if cands.empty:
-        raise ValueError(f"no candidate image of {classes + extras} in {data_dir}")
-    label_order = {c: i for i, c in enumerate(CLASSES + tuple(extras))}
-    cands["rank_key"] = [order_key(seed, i) for i in cands["identity"]]
+        raise ValueError(f"no candidate image of {options.classes + options.extras} in "
+                         f"{data_dir}")
+    cands = _ranked(cands, options)
+    labels = list(dict.fromkeys(cands["label"]))
+    targets = _targets(labels, data_dir, options.synthetic_per_class, options.extras_max,
+                       options.counts)
+    t_read = time.perf_counter()
+    log(f"curate: {len(cands)} candidates in {len(labels)} classes "
+        f"({'synthetic' if data_dir is None else data_dir}); examining on {workers} core(s)")
+    found = _examine_enough(cands, labels, targets, options, workers, log)
+    t_examine = time.perf_counter()
+
+    # Patients: join the patients of every duplicate group (over everything examined).
+    pid_groups = [sorted(set(cands.loc[m, "source_patient_id"])) for m in found.groups]
+    reconciled = reconcile_patients(cands.loc[found.ok, "source_patient_id"], pid_groups)
+    manifest_idx = [i for i in cands.index if i in found.decision
+                    and not found.decision[i].startswith("unreadable")]
+    manifest = _manifest(cands, found, manifest_idx, reconciled)
+    unreadable = [{"image_id": cands.at[i, "image_id"], "orig_path": cands.at[i, "orig_path"],
+                   "label": cands.at[i, "label"], "error": found.examined[i]["error"]}
+                  for i in sorted(found.decision) if found.decision[i].startswith("unreadable")]
+    problems += [f"unreadable, skipped: {u['error']}" for u in unreadable]
+
+    summary = _summary(cands, manifest, found, targets, reconciled, unreadable, problems,
+                       data_dir=data_dir, parameters=options.record(data_dir))
+    _write(out, manifest,
+           {cands.at[i, "image_id"]: found.examined[i]["jpeg"] for i in manifest_idx},
+           summary, timing=dict(read_s=t_read - t0, examine_s=t_examine - t_read), t0=t0,
+           workers=workers)
+    n_in = int((manifest["excluded"] == "").sum())
+    log(f"curate: {n_in} images included, {len(manifest) - n_in} excluded (kept in the "
+        f"manifest), {len(unreadable)} unreadable -> {out} "
+        f"({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+def _ranked(cands: pd.DataFrame, options: CurationOptions) -> pd.DataFrame:
+    """The candidates in the order they are walked: by class (the paper's, extras after), by
+    the source's preference, then in a seeded order; ``selection_rank`` within each class."""
+    label_order = {c: i for i, c in enumerate(CLASSES + tuple(options.extras))}
+    cands["rank_key"] = [order_key(options.seed, i) for i in cands["identity"]]
     cands["label_pos"] = cands["label"].map(label_order)
     cands = cands.sort_values(["label_pos", "preference", "rank_key"], kind="stable")
     cands = cands.reset_index(drop=True)
     cands["selection_rank"] = cands.groupby("label").cumcount()
-    labels = list(dict.fromkeys(cands["label"]))
-    targets = _targets(labels, data_dir, synthetic_per_class, extras_max, counts)
-    t_read = time.perf_counter()
-    log(f"curate: {len(cands)} candidates in {len(labels)} classes "
-        f"({'synthetic' if data_dir is None else data_dir}); examining on {workers} core(s)")
+    return cands
 
-    # Examine a generous prefix of each class; extend it while a class is short and more exist.
+
+def _examine_enough(cands: pd.DataFrame, labels: list[str], targets: dict[str, int],
+                    options: CurationOptions, workers: int, log) -> Examination:
+    """Examine a generous prefix of each class; extend it while a class is short and more
+    candidates exist (step 6 of the module docstring)."""
     examined: dict[int, dict] = {}
-    budget = {lab: min(int((cands["label"] == lab).sum()), int(targets[lab] * 1.25) + 20)
-              for lab in labels}
+    available = {lab: int((cands["label"] == lab).sum()) for lab in labels}
+    budget = {lab: min(available[lab], int(targets[lab] * 1.25) + 20) for lab in labels}
     while True:
         todo = [i for lab in labels
                 for i in cands.index[cands["label"] == lab][:budget[lab]] if i not in examined]
-        tasks = [(i, cands.at[i, "path"] or None, cands.at[i, "recipe"], image_size, jpeg_quality)
-                 for i in todo]
+        tasks = [(i, cands.at[i, "path"] or None, cands.at[i, "recipe"], options.image_size,
+                  options.jpeg_quality) for i in todo]
         for r in _run_examination(tasks, workers, log):
             examined[r.pop("index")] = r
-        ok = [i for i in sorted(examined) if not examined[i]["error"]]
-        thumbs = np.stack([examined[i]["thumb"] for i in ok]) if ok else np.zeros((0, 32, 32))
-        template = layout_template(thumbs, cands.loc[ok, "source"]) if ok else None
-        for k, i in enumerate(ok):
-            examined[i]["layout_corr"] = round(float(np.sum(thumbs[k] * template)), 4)
-            examined[i]["multilabel"] = bool(cands.at[i, "multilabel"])
-        pairs = duplicate_pairs([examined[i]["phash"] for i in ok], thumbs, criteria)
-        uf = UnionFind()
-        for a, b, _, _ in pairs:
-            uf.union(ok[a], ok[b])
-        groups = [sorted(m) for m in uf.groups().values()]
-        groups_of = {i: g for g, members in enumerate(groups) for i in members}
+        ok, pairs, groups = _duplicates(cands, examined, options.criteria)
+        found = Examination(examined, ok, pairs, groups, {}, {})
         group_labels = {g: set(cands.loc[members, "label"]) for g, members in enumerate(groups)}
-        decision, walked, needs_more = select(cands, examined, groups_of, group_labels, targets,
-                                              image_size, multilabel, criteria)
+        found.decision, found.walked, needs_more = select(
+            cands, examined, found.groups_of, group_labels, targets, options.image_size,
+            options.multilabel, options.criteria)
         if not needs_more:
-            break
+            return found
         for lab in labels:
-            short = targets[lab] - sum(1 for i, r in decision.items()
+            short = targets[lab] - sum(1 for i, r in found.decision.items()
                                        if r == "" and cands.at[i, "label"] == lab)
             if short > 0:
-                budget[lab] = min(int((cands["label"] == lab).sum()),
-                                  budget[lab] + int(short * 1.5) + 20)
-    t_examine = time.perf_counter()
+                budget[lab] = min(available[lab], budget[lab] + int(short * 1.5) + 20)
 
-    # Patients: join the patients of every duplicate group (over everything examined).
-    pid_groups = [sorted(set(cands.loc[m, "source_patient_id"])) for m in groups]
-    reconciled = reconcile_patients(cands.loc[ok, "source_patient_id"], pid_groups)
 
-    manifest_idx = [i for i in cands.index if i in decision
-                    and not decision[i].startswith("unreadable")]
+def _duplicates(cands: pd.DataFrame, examined: dict[int, dict], criteria: Criteria):
+    """The decoded rows, their layout correlation (set in ``examined``), duplicate pairs and
+    duplicate groups."""
+    ok = [i for i in sorted(examined) if not examined[i]["error"]]
+    thumbs = np.stack([examined[i]["thumb"] for i in ok]) if ok else np.zeros((0, 32, 32))
+    template = layout_template(thumbs, cands.loc[ok, "source"]) if ok else None
+    for k, i in enumerate(ok):
+        examined[i]["layout_corr"] = round(float(np.sum(thumbs[k] * template)), 4)
+        examined[i]["multilabel"] = bool(cands.at[i, "multilabel"])
+    pairs = duplicate_pairs([examined[i]["phash"] for i in ok], thumbs, criteria)
+    uf = UnionFind()
+    for a, b, _, _ in pairs:
+        uf.union(ok[a], ok[b])
+    return ok, pairs, [sorted(m) for m in uf.groups().values()]
+
+
+def _manifest(cands: pd.DataFrame, found: Examination, rows_in: list[int],
+              reconciled: dict[str, str]) -> pd.DataFrame:
+    """One manifest row per examined, readable candidate (excluded ones say why)."""
+    groups_of = found.groups_of
     rows = []
-    for i in manifest_idx:
-        c, ex = cands.loc[i], examined[i]
+    for i in rows_in:
+        c, ex = cands.loc[i], found.examined[i]
         g = groups_of.get(i)
         rows.append({
             "image_id": c["image_id"], "label": c["label"], "source": c["source"],
             "finding": c["finding"], "patient_id": reconciled[c["source_patient_id"]],
             "view": c["view"], "age": "" if pd.isna(c["age"]) else f"{float(c['age']):g}",
             "sex": c["sex"], "orig_width": ex["orig_width"], "orig_height": ex["orig_height"],
-            "orig_path": c["orig_path"], "sha256": ex["sha256"], "excluded": decision[i],
+            "orig_path": c["orig_path"], "sha256": ex["sha256"], "excluded": found.decision[i],
             "source_patient_id": c["source_patient_id"], "subtype": c["subtype"],
             "population": c["population"], "split": c["split"],
             "preference": int(c["preference"]), "selection_rank": int(c["selection_rank"]),
@@ -514,46 +604,18 @@ def curate(out, data_dir=None, image_size: int = 200, seed: int = 2020, classes=
             "duplicate_group": "" if g is None else f"dup{g:04d}",
             "planted_fault": c.get("planted_fault", "") or "",
         })
-    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS))
-    unreadable = [{"image_id": cands.at[i, "image_id"], "orig_path": cands.at[i, "orig_path"],
-                   "label": cands.at[i, "label"], "error": examined[i]["error"]}
-                  for i in sorted(decision) if decision[i].startswith("unreadable")]
-    problems += [f"unreadable, skipped: {u['error']}" for u in unreadable]
-
-    summary = _summary(cands, manifest, examined, decision, walked, targets, groups, pairs, ok,
-                       reconciled, unreadable, problems, data_dir=data_dir,
-                       parameters=dict(image_size=image_size, seed=seed, classes=list(classes),
-                                       extras=list(extras), multilabel=multilabel,
-                                       lateral=lateral, jpeg_quality=jpeg_quality,
-                                       synthetic_per_class=synthetic_per_class
-                                       if data_dir is None else None,
-                                       collection_style=collection_style
-                                       if data_dir is None else None,
-                                       sign_strength=sign_strength if data_dir is None else None,
-                                       fault_fraction=fault_fraction if data_dir is None else None,
-                                       extras_max=extras_max, counts=counts,
-                                       criteria=asdict(criteria),
-                                       data_dir=None if data_dir is None else str(data_dir)))
-    _write(out, manifest, {cands.at[i, "image_id"]: examined[i]["jpeg"] for i in manifest_idx},
-           summary, timing=dict(read_s=t_read - t0, examine_s=t_examine - t_read), t0=t0,
-           workers=workers)
-    n_in = int((manifest["excluded"] == "").sum())
-    log(f"curate: {n_in} images included, {len(manifest) - n_in} excluded (kept in the "
-        f"manifest), {len(unreadable)} unreadable -> {out} "
-        f"({time.perf_counter() - t0:.1f} s)")
-    return out
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS))
 
 
 def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def _summary(cands, manifest, examined, decision, walked, targets, groups, pairs, ok,
-             reconciled, unreadable, problems, data_dir, parameters) -> dict:
-    from .synthetic import SHORTCUT_NOTE
-
+def _class_counts(cands, manifest, found: Examination, targets, unreadable,
+                  synthetic: bool) -> dict:
+    """Per class: the paper's count, the target, what was available, examined, included,
+    short of the paper, excluded (per reason) and unreadable."""
     paper = class_counts()
-    synthetic = data_dir is None
     counts = {}
     for label in dict.fromkeys(cands["label"]):
         m = manifest[manifest["label"] == label]
@@ -562,39 +624,48 @@ def _summary(cands, manifest, examined, decision, walked, targets, groups, pairs
         counts[label] = {
             "paper": paper.get(label), "target": targets[label] if targets[label] < 10 ** 9
             else None, "available": int((cands["label"] == label).sum()),
-            "examined": walked.get(label, 0), "included": included,
+            "examined": found.walked.get(label, 0), "included": included,
             "shortfall": max(0, paper[label] - included) if label in paper and not synthetic
             else None,
             "excluded": {k: int(v) for k, v in sorted(reasons.items())},
             "unreadable": sum(1 for u in unreadable if u["label"] == label),
         }
-    inc = manifest[manifest["excluded"] == ""]
-    per_source = {s: {lab: int(n) for lab, n in g.groupby("label")["image_id"].count().items()}
-                  for s, g in inc.groupby("source")}
+    return counts
+
+
+def _duplicate_groups(cands, found: Examination) -> list[dict]:
+    """Each duplicate group: its images, labels, sources, patients, kind and decisions."""
     id_of = cands["image_id"]
-    dup_groups = []
     pair_info = {}
-    for a, b, h, c in pairs:
-        pair_info.setdefault(ok[a], []).append((h, c))
-    for g, members in enumerate(groups):
-        labels = sorted(set(cands.loc[members, "label"]))
-        srcs = sorted(set(cands.loc[members, "source"]))
-        pids = sorted(set(cands.loc[members, "source_patient_id"]))
-        identical = len({examined[i]["sha256"] for i in members}) == 1
-        dup_groups.append({
+    for a, b, h, c in found.pairs:
+        pair_info.setdefault(found.ok[a], []).append((h, c))
+    groups = []
+    for g, members in enumerate(found.groups):
+        identical = len({found.examined[i]["sha256"] for i in members}) == 1
+        groups.append({
             "group": f"dup{g:04d}", "image_ids": [id_of[i] for i in members],
-            "labels": labels, "sources": srcs, "source_patient_ids": pids,
+            "labels": sorted(set(cands.loc[members, "label"])),
+            "sources": sorted(set(cands.loc[members, "source"])),
+            "source_patient_ids": sorted(set(cands.loc[members, "source_patient_id"])),
             "kind": "identical" if identical else "near",
             "min_corr": min((c for i in members for _, c in pair_info.get(i, [])), default=None),
             "max_hamming": max((h for i in members for h, _ in pair_info.get(i, [])),
                                default=None),
-            "decisions": {id_of[i]: decision.get(i, "not walked (beyond the class's count)")
+            "decisions": {id_of[i]: found.decision.get(i, "not walked (beyond the class's count)")
                           for i in members},
         })
+    return groups
+
+
+def _summary(cands, manifest, found: Examination, targets, reconciled, unreadable, problems,
+             data_dir, parameters) -> dict:
+    """``curation.json``: what was curated from what, counted every way the book reports."""
+    synthetic = data_dir is None
+    inc = manifest[manifest["excluded"] == ""]
+    dup_groups = _duplicate_groups(cands, found)
     merged = {}
     for pid, root in reconciled.items():
         merged.setdefault(root, []).append(pid)
-    merged = {k: sorted(v) for k, v in sorted(merged.items()) if len(v) > 1}
     return {
         "about": ("Curated dataset for the cxrlib reproduction of Apostolopoulos et al. (2020). "
                   + ("SYNTHETIC images (procedurally generated, not real X-rays). "
@@ -604,13 +675,14 @@ def _summary(cands, manifest, examined, decision, walked, targets, groups, pairs
         "synthetic": synthetic,
         "shortcut_note": SHORTCUT_NOTE if synthetic else None,
         "parameters": parameters,
-        "counts": counts,
-        "totals": {"candidates": int(len(cands)), "examined": int(len(examined)),
+        "counts": _class_counts(cands, manifest, found, targets, unreadable, synthetic),
+        "totals": {"candidates": int(len(cands)), "examined": int(len(found.examined)),
                    "in_manifest": int(len(manifest)), "included": int(len(inc)),
                    "excluded": int(len(manifest) - len(inc)), "unreadable": len(unreadable)},
-        "per_source": per_source,
+        "per_source": {s: {lab: int(n) for lab, n in g.groupby("label")["image_id"].count()
+                           .items()} for s, g in inc.groupby("source")},
         "duplicates": {
-            "pairs": len(pairs), "groups": len(groups),
+            "pairs": len(found.pairs), "groups": len(found.groups),
             "identical_groups": sum(g["kind"] == "identical" for g in dup_groups),
             "cross_source_groups": sum(len(g["sources"]) > 1 for g in dup_groups),
             "cross_patient_groups": sum(len(g["source_patient_ids"]) > 1 for g in dup_groups),
@@ -620,7 +692,7 @@ def _summary(cands, manifest, examined, decision, walked, targets, groups, pairs
         "patients": {
             "source_patient_ids": int(inc["source_patient_id"].nunique()),
             "reconciled_patient_ids": int(inc["patient_id"].nunique()),
-            "merged": merged,
+            "merged": {k: sorted(v) for k, v in sorted(merged.items()) if len(v) > 1},
         },
         "unreadable": unreadable,
         "problems": problems,

@@ -35,7 +35,9 @@ import numpy as np
 import pandas as pd
 
 from . import dataset, env, paths, results
+from .curate import ensure_curated
 from .profiles import Profile, get_profile, parse_config
+from .regions import apply_input_mask
 from .runs import run_name, target_classes
 
 Log = Callable[[str], None]
@@ -57,6 +59,8 @@ def log_line(message: str) -> None:
 
 def assign_folds(frame: pd.DataFrame, n_splits: int, grouping: str, seed: int) -> np.ndarray:
     """Fold index (0..n_splits-1) of every row: stratified by label, grouped if asked."""
+    # scikit-learn's model_selection takes about a second to import; the explorers, the audit
+    # and explain import this module without making folds.
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     labels = frame["label"].to_numpy()
@@ -127,7 +131,7 @@ def padded_predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
 def validation_scorer(x: np.ndarray, y: np.ndarray, batch_size: int):
     """A callback adding ``val_loss`` (cross-entropy) and ``val_accuracy`` to each epoch's logs,
     from :func:`padded_predict` (early stopping and the history read them from there)."""
-    import keras
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
 
     class ValidationScores(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -146,7 +150,7 @@ def dtype_policy(profile: Profile) -> str:
 
 
 def make_optimizer(profile: Profile, config: str):
-    import keras
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
 
     return keras.optimizers.get({"class_name": profile.optimizer,
                                  "config": {"learning_rate": profile.learning_rate(config)}})
@@ -154,7 +158,7 @@ def make_optimizer(profile: Profile, config: str):
 
 def epoch_logger(config: str, fold: int, n_folds: int, epochs: int, log: Log):
     """A callback printing one compact line per epoch and recording each epoch's seconds."""
-    import keras
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
 
     class EpochLog(keras.callbacks.Callback):
         def __init__(self):
@@ -193,30 +197,30 @@ def weights_path(run: str, config: str, fold: int) -> Path:
     return paths.runs_dir() / run / "weights" / f"{config}-fold-{fold:02d}.npz"
 
 
-def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd.DataFrame,
-             images: np.ndarray, weights: str | Path = "imagenet", log: Log = log_line,
-             save_weights: bool = False) -> Path:
-    """Train ``config`` on every fold but ``fold``, predict ``fold``, write the results.
+@dataclasses.dataclass(frozen=True)
+class FoldRows:
+    """Which rows of the stored assignment a fold trains, validates and tests on."""
 
-    ``folds`` is the stored assignment (row i describes ``images[i]``, shape (N, S, S) uint8).
-    With ``save_weights`` the trained model's weights are kept (:func:`weights_path`) for
-    Grad-CAM. Returns the finished fold's folder.
-    """
-    import keras
+    test: np.ndarray         # bool mask: the test fold
+    validation: np.ndarray   # row numbers held out of the training folds for early stopping
+    fit: np.ndarray          # row numbers the network trains on
+    fit_batches: np.ndarray  # ``fit`` topped up to full batches (:func:`full_batches`)
 
-    from .model import build_model, save_weights_compact
 
-    strategy, trainable_blocks = parse_config(config)
-    classes = target_classes(profile, folds)
-    label_index = {c: k for k, c in enumerate(classes)}
-    y = folds[profile.target].map(label_index).to_numpy(dtype="int32")
-    x = images[..., None]  # (N, S, S, 1), still uint8: the model casts on the device
-
+def fold_rows(folds: pd.DataFrame, profile: Profile, fold: int) -> FoldRows:
     test = (folds["fold"] == fold).to_numpy()
     train_rows = np.flatnonzero(~test)
     val_in_train = validation_mask(folds.iloc[train_rows].reset_index(drop=True), profile, fold)
-    val, fit = train_rows[val_in_train], train_rows[~val_in_train]
-    fit_batches = full_batches(fit, profile.batch_size, profile.seed + fold)
+    fit = train_rows[~val_in_train]
+    return FoldRows(test=test, validation=train_rows[val_in_train], fit=fit,
+                    fit_batches=full_batches(fit, profile.batch_size, profile.seed + fold))
+
+
+def new_model(profile: Profile, config: str, fold: int, n_classes: int, weights):
+    """A freshly built and compiled network for one fold, and the dtype policy it runs with."""
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
+
+    from .model import build_model, model_arguments  # imports Keras
 
     # Every fold builds a new model, so TensorFlow traces new functions: expected here, and its
     # warning about "retracing" would flood the log.
@@ -226,57 +230,53 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
     keras.utils.set_random_seed(profile.seed + fold)
     policy = dtype_policy(profile)
     keras.config.set_dtype_policy(policy)
-    model = build_model(strategy, profile.image_size, len(classes), trainable_blocks,
-                        weights=None if strategy == "from_scratch" else weights,
-                        rotation_degrees=profile.rotation_degrees,
-                        shift_pixels=profile.shift_pixels_at_200 * profile.image_size / 200,
-                        seed=profile.seed + fold,
-                        batchnorm_momentum=profile.batchnorm_momentum)
+    model = build_model(n_classes=n_classes, **model_arguments(profile, config, fold, weights))
     model.compile(optimizer=make_optimizer(profile, config),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, policy
+
+
+def train(model, profile: Profile, config: str, fold: int, x: np.ndarray, y: np.ndarray,
+          rows: FoldRows, log: Log) -> tuple[pd.DataFrame, float]:
+    """Fit with early stopping on the validation rows; the history (one row per epoch) and
+    the training seconds."""
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
 
     epoch_log = epoch_logger(config, fold, profile.n_folds, profile.epochs, log)
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=profile.patience,
                                              restore_best_weights=True)
-    log(f"{config} fold {fold + 1}/{profile.n_folds}: start (train {len(fit)}, "
-        f"validation {len(val)}, test {int(test.sum())}; {policy})")
     start = time.perf_counter()
-    history = model.fit(x[fit_batches], y[fit_batches], epochs=profile.epochs,
+    history = model.fit(x[rows.fit_batches], y[rows.fit_batches], epochs=profile.epochs,
                         batch_size=profile.batch_size, shuffle=True, verbose=0,
-                        callbacks=[validation_scorer(x[val], y[val], profile.batch_size),
+                        callbacks=[validation_scorer(x[rows.validation], y[rows.validation],
+                                                     profile.batch_size),
                                    epoch_log, stopping])
     train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    probabilities = padded_predict(model, x[test], profile.batch_size)
-    predict_seconds = time.perf_counter() - start
-    keras.config.set_dtype_policy("float32")
-    saved = save_weights_compact(model, weights_path(run_path.name, config, fold)) \
-        if save_weights else None
+    table = pd.DataFrame(history.history)
+    table.insert(0, "epoch", np.arange(1, len(table) + 1))
+    table["seconds"] = epoch_log.seconds
+    return table[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]], \
+        train_seconds
 
-    history_table = pd.DataFrame(history.history)
-    history_table.insert(0, "epoch", np.arange(1, len(history_table) + 1))
-    history_table["seconds"] = epoch_log.seconds
-    history_table = history_table[["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                                   "seconds"]]
-    epochs_run = len(history_table)
-    best_epoch = int(history_table["val_loss"].idxmin()) + 1
-    # The prediction table's "label" is what the network predicts (the source, for a probe).
-    predictions = predictions_table(folds.iloc[np.flatnonzero(test)].assign(
-                                        label=folds[profile.target].to_numpy()[test]),
-                                    fold, probabilities,
-                                    classes)
+
+def fold_info(profile: Profile, config: str, fold: int, rows: FoldRows, history: pd.DataFrame,
+              test_accuracy: float, seconds: dict, weights, policy: str,
+              saved: Path | None) -> dict:
+    """The record of a finished fold (``fold.json``): settings, sizes, timings, environment."""
+    strategy, trainable_blocks = parse_config(config)
+    epochs_run, batches = len(history), len(rows.fit_batches)
     # Epochs after the first show the steady speed (the first one includes compilation).
-    steady = epoch_log.seconds[1:] or epoch_log.seconds
-    info = {
+    steady = list(history["seconds"])[1:] or list(history["seconds"])
+    return {
         "config": config, "strategy": strategy, "trainable_blocks": trainable_blocks,
         "fold": fold, "n_folds": profile.n_folds, "profile": profile.name,
-        "n_train": len(fit), "n_val": len(val), "n_test": int(test.sum()),
-        "n_train_repeated": len(fit_batches) - len(fit),
-        "epochs_run": epochs_run, "best_epoch": best_epoch,
-        "test_accuracy": float((probabilities.argmax(1) == y[test]).mean()),
-        "train_seconds": train_seconds, "predict_seconds": predict_seconds,
-        "train_images_per_second": len(fit_batches) * epochs_run / train_seconds,
-        "steady_epoch_images_per_second": len(fit_batches) / float(np.median(steady)),
+        "n_train": len(rows.fit), "n_val": len(rows.validation), "n_test": int(rows.test.sum()),
+        "n_train_repeated": batches - len(rows.fit),
+        "epochs_run": epochs_run, "best_epoch": int(history["val_loss"].idxmin()) + 1,
+        "test_accuracy": test_accuracy,
+        "train_seconds": seconds["train"], "predict_seconds": seconds["predict"],
+        "train_images_per_second": batches * epochs_run / seconds["train"],
+        "steady_epoch_images_per_second": batches / float(np.median(steady)),
         "learning_rate": profile.learning_rate(config), "optimizer": profile.optimizer,
         "batch_size": profile.batch_size, "image_size": profile.image_size,
         "batchnorm_momentum": profile.batchnorm_momentum,
@@ -285,9 +285,50 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
         "weights_saved": None if saved is None else str(saved.relative_to(paths.runs_dir())),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path = results.write_fold(run_path, config, fold, predictions, history_table, info)
+
+
+def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd.DataFrame,
+             images: np.ndarray, weights: str | Path = "imagenet", log: Log = log_line,
+             save_weights: bool = False) -> Path:
+    """Train ``config`` on every fold but ``fold``, predict ``fold``, write the results.
+
+    ``folds`` is the stored assignment (row i describes ``images[i]``, shape (N, S, S) uint8).
+    With ``save_weights`` the trained model's weights are kept (:func:`weights_path`) for
+    Grad-CAM. Returns the finished fold's folder.
+    """
+    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
+
+    from .model import save_weights_compact  # imports Keras
+
+    classes = target_classes(profile, folds)
+    label_index = {c: k for k, c in enumerate(classes)}
+    y = folds[profile.target].map(label_index).to_numpy(dtype="int32")
+    x = images[..., None]  # (N, S, S, 1), still uint8: the model casts on the device
+    rows = fold_rows(folds, profile, fold)
+
+    model, policy = new_model(profile, config, fold, len(classes), weights)
+    log(f"{config} fold {fold + 1}/{profile.n_folds}: start (train {len(rows.fit)}, "
+        f"validation {len(rows.validation)}, test {int(rows.test.sum())}; {policy})")
+    history, train_seconds = train(model, profile, config, fold, x, y, rows, log)
+    start = time.perf_counter()
+    probabilities = padded_predict(model, x[rows.test], profile.batch_size)
+    seconds = {"train": train_seconds, "predict": time.perf_counter() - start}
+    keras.config.set_dtype_policy("float32")
+
+    # The trained network, kept when asked for (Grad-CAM, or a model to use later).
+    saved = save_weights_compact(model, weights_path(run_path.name, config, fold)) \
+        if save_weights else None
+
+    # The prediction table's "label" is what the network predicts (the source, for a probe).
+    predictions = predictions_table(folds.iloc[np.flatnonzero(rows.test)].assign(
+                                        label=folds[profile.target].to_numpy()[rows.test]),
+                                    fold, probabilities, classes)
+    accuracy = float((probabilities.argmax(1) == y[rows.test]).mean())
+    info = fold_info(profile, config, fold, rows, history, accuracy, seconds, weights, policy,
+                     saved)
+    path = results.write_fold(run_path, config, fold, predictions, history, info)
     log(f"{config} fold {fold + 1}/{profile.n_folds}: done in {train_seconds:.0f}s, "
-        f"{epochs_run} epochs (best {best_epoch}), test accuracy {info['test_accuracy']:.3f}")
+        f"{info['epochs_run']} epochs (best {info['best_epoch']}), test accuracy {accuracy:.3f}")
     return path
 
 
@@ -298,8 +339,6 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
 def load_dataset(profile: Profile, data_dir=None, curated=None) -> tuple[pd.DataFrame, np.ndarray]:
     """The curated images of the profile's classes (curating first if needed)."""
     if curated is None:
-        from .curate import ensure_curated
-
         curated = ensure_curated(profile, data_dir=data_dir)
     manifest, images = dataset.load_curated(curated, classes=manifest_labels(profile))
     manifest = as_normal(manifest, profile.normal_label)
@@ -308,8 +347,6 @@ def load_dataset(profile: Profile, data_dir=None, curated=None) -> tuple[pd.Data
                          f"{profile.name!r} wants {profile.image_size} px: curate it again "
                          f"for this profile or point to the right folder")
     if profile.input_mask != "none":
-        from .regions import apply_input_mask
-
         images = apply_input_mask(images, profile.input_mask)
     return manifest, images
 
@@ -351,8 +388,9 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
     Finished folds are skipped. ``curated`` points to an already curated dataset (otherwise
     the profile's is made or found by :func:`cxrlib.curate.ensure_curated`). Every fold's
     trained weights are kept (:func:`weights_path`: for export and explanation), or only those
-    of the folds in ``save_weights_folds`` (``()``: none). Returns the run's results folder. To train on a Dask cluster instead, :func:`cxrlib.cluster.run_profile`
-    takes the same arguments and an ``executor``.
+    of the folds in ``save_weights_folds`` (``()``: none). Returns the run's results folder.
+    To train on a Dask cluster instead, :func:`cxrlib.cluster.run_profile` takes the same
+    arguments and an ``executor``.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     configs, folds = checked_selection(profile, configs, folds)

@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -127,8 +128,6 @@ def perceptual_hash(gray: np.ndarray) -> str:
     Computed on the unpadded content: phash squashes to a square first, so padding and the
     squashed 224x224 Kermany copies do not hide a duplicate.
     """
-    import imagehash
-
     return str(imagehash.phash(Image.fromarray(gray)))
 
 

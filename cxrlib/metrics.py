@@ -165,6 +165,8 @@ def fold_accuracies(pred: pd.DataFrame, classes: Sequence[str] | None = None) ->
 
 def per_class(pred: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Precision, recall, F1 and support of every class (NaN where a ratio has nothing to count)."""
+    # scikit-learn's metrics take ~0.5 s to import and the book command's warm path imports
+    # this module (through cxrlib.runs) without computing this.
     from sklearn.metrics import precision_recall_fscore_support
 
     classes = check_predictions(pred, classes)
@@ -178,6 +180,8 @@ def per_class(pred: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.Da
 
 def covid_auc(pred: pd.DataFrame) -> float:
     """ROC AUC of ``p_COVID-19`` for COVID-19 against the rest (NaN if one side is empty)."""
+    # scikit-learn's metrics take ~0.5 s to import and the book command's warm path imports
+    # this module (through cxrlib.runs) without computing this.
     from sklearn.metrics import roc_auc_score
 
     check_predictions(pred)

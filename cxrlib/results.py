@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import paths
 from .errors import CorruptResult, UserError
-from .profiles import Profile
+from .profiles import PAPER_CONFIGS, Profile
 
 FOLD_FILES = ("predictions.csv", "history.csv", "fold.json")
 #: Where a run keeps a copy of its curated dataset's manifest and summary (no images), so the
@@ -78,8 +78,6 @@ def profile_differences(stored: dict, profile: Profile) -> list[str]:
 
 def merged_configs(stored: list[str], wanted) -> list[str]:
     """The run's configurations once ``wanted`` joins them, in the paper's order."""
-    from .profiles import PAPER_CONFIGS
-
     joined = list(stored) + [c for c in wanted if c not in stored]
     order = {c: i for i, c in enumerate(PAPER_CONFIGS)}
     return sorted(joined, key=lambda c: order.get(c, len(order)))

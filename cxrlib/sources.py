@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .download import how_to_get, missing_data_message
 from .errors import UserError
 from .paper import CLASSES
 
@@ -89,8 +90,6 @@ def relabel(source: str, finding: str, multilabel: str = "exclude") -> tuple[str
 def _require_dir(directory: Path, source: str) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
-        from .download import how_to_get
-
         raise SourceError(f"{directory}: not a folder. {how_to_get(source, directory)}")
     return directory
 
@@ -174,8 +173,6 @@ def read_cohen(directory, lateral: bool = False, problems: list | None = None) -
     d = _require_dir(directory, "cohen")
     table = d / "metadata.csv"
     if not table.is_file():
-        from .download import how_to_get
-
         raise SourceError(f"{table}: not found. {how_to_get('cohen', d)}")
     meta = _read_table(table, {
         "patientid": ("patient_id", "patientId"), "finding": ("label",), "view": (),
@@ -295,8 +292,6 @@ def _nih_table(d: Path) -> Path:
     found = sorted(d.glob("Data_Entry*.csv"))
     if found:
         return found[0]
-    from .download import how_to_get
-
     raise SourceError(f"{d}: no label table (Data_Entry_2017_v2020.csv, Data_Entry_2017.csv or "
                       f"sample_labels.csv). {how_to_get('nih', d)}")
 
@@ -411,8 +406,6 @@ def read_sources(data_dir, lateral: bool = False, multilabel: str = "exclude",
     Missing sources are reported in ``problems`` with what to download; no source at all is an
     error with the same instructions.
     """
-    from .download import missing_data_message
-
     problems = [] if problems is None else problems
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
