@@ -45,7 +45,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
+import yaml
+from distributed import Client, KilledWorker, LocalCluster, Nanny, Scheduler, SpecCluster
+from IPython.display import Pretty, display
+
 from . import cv, paths, results
+from .curate import ensure_curated
 from .errors import UserError
 from .profiles import Profile, get_profile
 from .runs import run_name
@@ -104,8 +110,6 @@ def local_cluster(n_workers: int | None = None, gpus: list[str] | None = None):
     Otherwise ``n_workers`` single-threaded CPU workers (default :func:`default_cpu_workers`),
     each training with its share of the cores.
     """
-    import dask
-
     # The workers' statistical profiler (the dashboard's Profile page) samples every thread's
     # stack 100 times a second; measured here it slows training by about 6 %.
     with dask.config.set({"distributed.worker.profile.enabled": False}):
@@ -113,8 +117,6 @@ def local_cluster(n_workers: int | None = None, gpus: list[str] | None = None):
 
 
 def _local_cluster(n_workers: int | None, gpus: list[str]):
-    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
-
     scheduler = {"host": "127.0.0.1", "port": 0, "dashboard": True,
                  "dashboard_address": "127.0.0.1:0"}
     if gpus:
@@ -142,8 +144,6 @@ class SlurmSettings:
 
 
 def read_slurm_config(path: str | Path) -> SlurmSettings:
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SLURM cluster configuration {path} does not exist: copy "
@@ -164,7 +164,7 @@ def read_slurm_config(path: str | Path) -> SlurmSettings:
 def slurm_cluster(config_file: str | Path, jobs: int | None = None):
     """SLURM jobs as Dask workers (dask-jobqueue), as the configuration file says."""
     settings = read_slurm_config(config_file)
-    try:
+    try:  # optional: only SLURM clusters need dask-jobqueue
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise ImportError("slurm: needs dask-jobqueue: pip install dask-jobqueue "
@@ -196,8 +196,6 @@ CONNECT_TIMEOUT = "30s"
 def connect(address: str | None = None, n_workers: int | None = None):
     """A Dask client: to a new local cluster (``None`` or ``"local"``), to SLURM jobs
     (``"slurm:<file>"``) or to a running scheduler; a cluster started here is closed after."""
-    from distributed import Client
-
     cluster = None
     if address in (None, "", "local"):
         cluster = local_cluster(n_workers)
@@ -342,8 +340,6 @@ class Progress:
         self.last_text, self.last_shown = "", 0.0
         self.handle = None
         if in_notebook() if notebook is None else notebook:
-            from IPython.display import Pretty, display
-
             self.handle = display(Pretty(self.text(0, 0, 0)), display_id=True)
 
     def text(self, done: int, running: int, failed: int) -> str:
@@ -356,8 +352,6 @@ class Progress:
         text = self.text(done, running, failed)
         counts = text.rsplit(" (", 1)[0]
         if self.handle is not None:
-            from IPython.display import Pretty
-
             self.handle.update(Pretty(text))
             return
         due = time.monotonic() - self.last_shown >= self.every
@@ -380,8 +374,6 @@ def running_units(client, keys: set) -> int:
 
 
 def failure_message(future, config: str, fold: int, n_folds: int, log_path: Path) -> str:
-    from distributed import KilledWorker
-
     error = future.exception() if future.status == "error" else None
     if isinstance(error, KilledWorker):
         reason = ("its worker died every time it ran it (out of memory? see the worker's "
@@ -430,18 +422,47 @@ def follow(client, futures: dict, profile: Profile, run: str, log_dir: Path, log
     return done, failures
 
 
+def prepare_units(profile: Profile, run_path: Path, curated, data_dir) -> tuple[Path, Path]:
+    """Curate once and store the fold assignment once, before any worker starts (workers only
+    read them). Returns the curated folder and the folder of the units' logs."""
+    if curated is None:
+        curated = ensure_curated(profile, data_dir=data_dir)
+    curated = Path(curated).resolve()
+    manifest, _ = cv.load_dataset(profile, curated=curated)
+    results.write_folds(run_path, cv.make_folds(manifest, profile))
+    log_dir = paths.runs_dir() / run_path.name / "cluster-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return curated, log_dir
+
+
+def submit_units(client, todo, profile: Profile, run_path: Path, curated: Path, weights,
+                 save_weights_folds, log_dir: Path, gpu: bool) -> dict:
+    """One task per (configuration, fold) of ``todo``, never retried for an exception (module
+    docstring); returns each future's (configuration, fold)."""
+    resources = {GPU_RESOURCE: 1} if gpu else None
+    return {client.submit(train_unit, profile, config, fold, str(run_path.resolve()),
+                          str(curated), str(weights),
+                          save_weights_folds is None or fold in save_weights_folds,
+                          str(log_dir), key=f"{run_path.name}/{config}/fold-{fold:02d}"
+                          f"-{os.urandom(4).hex()}", resources=resources, retries=0,
+                          pure=False): (config, fold)
+            for config, fold in todo}
+
+
 def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | None = None,
                    data_dir=None, results_root=None, curated=None, weights="imagenet",
                    address: str | None = None, n_workers: int | None = None,
-                   save_weights_folds=(), gpu: bool | None = None, log=cv.log_line,
+                   save_weights_folds=None, gpu: bool | None = None, log=cv.log_line,
                    progress_every: float = 10.0, retrain_corrupt: bool = False) -> Path:
     """Cross-validate like :func:`cxrlib.cv.run_profile`, one Dask task per unfinished unit.
 
     ``address``: None or ``"local"`` (a local cluster of ``n_workers``, see
     :func:`local_cluster`), ``"slurm:<config file>"`` (``n_workers`` SLURM jobs, default the
     file's ``jobs``) or a running scheduler's address. ``gpu``: whether tasks ask for a GPU
-    resource (default: when the workers offer one). Raises :class:`UnitsFailed` after the
-    other units finished if any unit failed. Returns the run's results folder.
+    resource (default: when the workers offer one). ``save_weights_folds``: as
+    :func:`cxrlib.cv.run_profile` (None: every fold's trained weights are kept). Raises
+    :class:`UnitsFailed` after the other units finished if any unit failed. Returns the run's
+    results folder.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     units = chosen_units(profile, configs, folds)
@@ -454,17 +475,7 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
     if not todo:
         return run_path
 
-    # Curated once and the folds stored once, before any worker starts: workers only read.
-    if curated is None:
-        from .curate import ensure_curated
-
-        curated = ensure_curated(profile, data_dir=data_dir)
-    curated = Path(curated).resolve()
-    manifest, _ = cv.load_dataset(profile, curated=curated)
-    results.write_folds(run_path, cv.make_folds(manifest, profile))
-    log_dir = paths.runs_dir() / run_path.name / "cluster-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-
+    curated, log_dir = prepare_units(profile, run_path, curated, data_dir)
     start = time.perf_counter()
     with connect(address, n_workers) as client:
         log(f"[cluster] Dask dashboard: {client.dashboard_link}")
@@ -472,16 +483,11 @@ def run_on_cluster(profile: Profile | str, configs=None, folds=None, run: str | 
         if slurm:
             log("[cluster] waiting for the first SLURM job to start a worker")
         gpu = offers_gpus(client, None if slurm else 60) if gpu is None else gpu
-        resources = {GPU_RESOURCE: 1} if gpu else None
         log(f"[cluster] {len(todo)} unit(s) of {run_path.name} to "
             f"{len(client.scheduler_info(n_workers=-1)['workers'])} worker(s)"
             f"{' (one GPU each)' if gpu else ''}; unit logs in {log_dir}")
-        futures = {client.submit(train_unit, profile, config, fold, str(run_path.resolve()),
-                                 str(curated), str(weights), fold in save_weights_folds,
-                                 str(log_dir), key=f"{run_path.name}/{config}/fold-{fold:02d}"
-                                 f"-{os.urandom(4).hex()}", resources=resources, retries=0,
-                                 pure=False): (config, fold)
-                   for config, fold in todo}
+        futures = submit_units(client, todo, profile, run_path, curated, weights,
+                               save_weights_folds, log_dir, gpu)
         finished, failures = follow(client, futures, profile, run_path.name, log_dir, log=log,
                                     every=progress_every)
     log(f"[cluster] {len(finished)} of {len(todo)} unit(s) of {run_path.name} done in "

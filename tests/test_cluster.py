@@ -109,8 +109,8 @@ def test_the_cluster_command_stores_what_a_local_run_does_and_a_bad_unit_fails_o
 
     # Finished units are never submitted again: no cluster starts for them.
     lines: list[str] = []
-    cv.run_profile("tiny", configs=["off_the_shelf"], results_root=root, curated=tiny_curated,
-                   executor="dask:2", log=lines.append)
+    cluster.run_profile("tiny", configs=["off_the_shelf"], results_root=root,
+                        curated=tiny_curated, executor="dask:2", log=lines.append)
     assert lines == ["off_the_shelf fold 1/2: already done, skipped",
                      "off_the_shelf fold 2/2: already done, skipped"]
 
@@ -216,7 +216,8 @@ def test_bad_units_are_refused_before_any_cluster_starts(tmp_path):
     with pytest.raises(ValueError, match="out of range"):
         cluster.run_on_cluster("tiny", folds=[5], results_root=tmp_path)
     with pytest.raises(ValueError, match="unknown configuration"):
-        cv.run_profile("tiny", configs=["fine_tune"], results_root=tmp_path, executor="dask")
+        cluster.run_profile("tiny", configs=["fine_tune"], results_root=tmp_path,
+                            executor="dask")
 
 
 def test_the_slurm_example_renders_a_gpu_job(tmp_path):
@@ -252,7 +253,7 @@ def test_the_strategy_notebooks_pass_their_executor_parameter_on():
 
 
 def test_the_appendix_reads_the_benchmark_records(tmp_path):
-    from cxrlib import book
+    from cxrlib import provenance
 
     folder = tmp_path / "benchmarks" / "results"
     folder.mkdir(parents=True)
@@ -266,9 +267,9 @@ def test_the_appendix_reads_the_benchmark_records(tmp_path):
         {"profile": "default", "units": 24, "cores": 2, "rows": rows,
          "configs": ["off_the_shelf", "from_scratch"], "folds": [0, 1, 2],
          "device": "CPU: test", "finished": "2026-11-29T23:00:00+0000"}))
-    table = book.cluster_benchmarks(tmp_path)
+    table = provenance.cluster_benchmarks(tmp_path)
     assert list(table["where"]) == ["local Dask cluster, 2 workers", "in-process loop"]
     assert list(table["wall time (min)"]) == [10.0, 9.0]
     assert set(table["configurations x folds"]) == {"off_the_shelf, from_scratch x 3"}
     assert list(table["units' training, summed (min)"]) == [16.0, 8.0]
-    assert book.cluster_benchmarks(tmp_path / "elsewhere").empty
+    assert provenance.cluster_benchmarks(tmp_path / "elsewhere").empty
