@@ -21,9 +21,12 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cxrlib import paths, results
+from cxrlib.book import FINGERPRINT_FILE, book_inputs_fingerprint, prepare_execution_cache
+from cxrlib.profiles import get_profile
 
 ROOT = paths.root()
 SCREENSHOTS = Path(os.environ["CXRLIB_SCREENSHOTS"])  # a temporary folder (tests/conftest.py)
@@ -218,7 +221,7 @@ def test_widgets_render_with_the_vendored_manager(book, server, browser):
 # --- the chapters' helpers (fast: no build) -------------------------------------------------
 
 def test_docstrings_become_markdown():
-    from cxrlib.book import as_markdown
+    from cxrlib.chapters import as_markdown
 
     text = as_markdown("See :mod:`cxrlib.cv` and ``x``.\n\n"
                        "=====  ==========\nA      first sign\nB      second\n=====  ==========\n"
@@ -228,7 +231,7 @@ def test_docstrings_become_markdown():
 
 
 def test_settings_say_what_the_paper_chose_and_what_we_chose():
-    from cxrlib.book import settings_table
+    from cxrlib.chapters import settings_table
     from cxrlib.profiles import get_profile
 
     table = settings_table(get_profile("paper"))
@@ -236,6 +239,58 @@ def test_settings_say_what_the_paper_chose_and_what_we_chose():
     assert table.loc["image size (px, square)", "source"] == "the paper"
     assert table.loc["optimiser", "source"] == "our choice"
     assert table.loc["learning rate per strategy", "value"].startswith("from_scratch: 0.001")
+
+
+# --- the build's execution cache ------------------------------------------------------
+
+def write_fold(run_path: Path, config: str, fold: int, p_covid: float = 0.9) -> None:
+    profile = get_profile("tiny")
+    results.ensure_profile(run_path, profile)
+    frame = pd.DataFrame({"image_id": ["a", "b"], "fold": fold, "label": ["COVID-19", "Normal"],
+                          "patient_id": ["p1", "p2"], "source": "synthetic-web"})
+    for c in profile.classes:
+        frame[f"p_{c}"] = (1 - p_covid) / (len(profile.classes) - 1)
+    frame["p_COVID-19"] = p_covid
+    history = pd.DataFrame({"epoch": [1], "loss": [1.0]})
+    results.write_fold(run_path, config, fold, frame, history, {"config": config, "fold": fold})
+
+
+def test_fingerprint_follows_the_stored_results(tmp_path):
+    root = tmp_path / "results"
+    run_path = results.run_dir("tiny", root)
+    write_fold(run_path, "from_scratch", 0)
+    first = book_inputs_fingerprint("tiny", root)
+    assert book_inputs_fingerprint("tiny", root) == first, "deterministic"
+    assert book_inputs_fingerprint("other", root) != first, "the run shown counts"
+
+    # A half-written fold (hidden temporary folder) is not an input yet.
+    (run_path / "from_scratch" / ".fold-01.tmp-x").mkdir()
+    (run_path / "from_scratch" / ".fold-01.tmp-x" / "predictions.csv").write_text("partial")
+    assert book_inputs_fingerprint("tiny", root) == first
+
+    write_fold(run_path, "from_scratch", 1)
+    second = book_inputs_fingerprint("tiny", root)
+    assert second != first, "a new fold changes it"
+
+    predictions = results.fold_dir(run_path, "from_scratch", 1) / "predictions.csv"
+    predictions.write_text(predictions.read_text().replace("0.9", "0.8"))
+    assert book_inputs_fingerprint("tiny", root) != second, "changed contents too"
+
+
+def test_stale_execution_cache_is_cleared_only_when_inputs_changed(tmp_path):
+    build = tmp_path / "_build"
+    (build / ".jupyter_cache").mkdir(parents=True)
+    (build / ".doctrees").mkdir()
+    (build / "html").mkdir()
+    assert prepare_execution_cache(build, "abc", log=lambda m: None)
+    assert not (build / ".jupyter_cache").exists() and not (build / ".doctrees").exists()
+    assert (build / "html").exists(), "the built pages stay until the new build replaces them"
+
+    (build / ".jupyter_cache").mkdir()
+    (build / FINGERPRINT_FILE).write_text(json.dumps({"fingerprint": "abc"}))
+    assert not prepare_execution_cache(build, "abc", log=lambda m: None)
+    assert (build / ".jupyter_cache").exists()
+    assert prepare_execution_cache(build, "def", log=lambda m: None)
 
 
 def test_counts_and_exclusions_against_the_paper(tmp_path):
@@ -278,7 +333,7 @@ def test_counts_and_exclusions_against_the_paper(tmp_path):
 def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):
     import pandas as pd
 
-    from cxrlib import book
+    from cxrlib import provenance
     from cxrlib.profiles import get_profile
 
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
@@ -300,13 +355,13 @@ def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch)
     for name, seconds in (("01_data_curation", 30), ("04_from_scratch", 90)):
         (records / f"{name}.ipynb").write_text(json.dumps(
             {"cells": [], "metadata": {"cxrlib": {"seconds": seconds}}}))
-    times = book.run_times(root)
+    times = provenance.run_times(root)
     assert times.loc["notebooks, as last executed (min)", "tiny"] == 2.0
     assert times.loc["folds finished", "tiny"] == 2
     assert times.loc["training (min)", "tiny"] == 3.0
     assert times.loc["backend", "tiny"] == "jax" and times.loc["device", "tiny"] == "CPU: test"
     assert times.loc["code commit", "tiny"] == "0123456789ab"
-    commands = book.rerun_commands(run_path)
+    commands = provenance.rerun_commands(run_path)
     assert "python -m cxrlib book --profile tiny" in commands
     assert "--data" not in commands, "a synthetic run needs no data folder"
 
