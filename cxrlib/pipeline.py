@@ -14,11 +14,9 @@
    and inputs, and for a strategy every fold finished) is not executed again, so a rerun with
    nothing changed trains nothing and starts no kernel; a killed run resumes at the first
    unfinished fold (the CV loop skips finished folds).
-2. Builds the book with ``jupyter-book build`` (warnings are errors, nitpicky), after vendoring
-   the JavaScript the pages load (:mod:`cxrlib.vendor`). The chapters read stored results and
-   are executed through jupyter-cache, which keys on cell code only; so this module
-   fingerprints what the chapters read (the results store, the curated summaries, the library
-   code) and clears the execution cache when that changed since the last build.
+2. Builds the book (:mod:`cxrlib.book`: ``jupyter-book build``, warnings are errors, after
+   vendoring the JavaScript; the chapters' execution cache is cleared when what they read
+   changed since the last build).
 
 The chapters show the run named by the environment variable ``CXRLIB_BOOK_RUN``, which this
 command sets (see :func:`choose_book_run`).
@@ -30,8 +28,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +37,10 @@ import nbformat
 import papermill
 
 from . import paths, results, runs
+from .book import build_book
 from .curate import curated_dir_for
 from .profiles import Profile, audit_settings, get_profile, parse_config
-from .vendor import vendor
+from .fingerprint import hash_files, library_fingerprint, visible_files
 
 CURATION_NOTEBOOK = "01_data_curation"
 #: One parameterised notebook per strategy: papermill passes the configuration (``config``).
@@ -55,9 +52,7 @@ AUDIT_NOTEBOOKS = ("04_audit",)
 #: The order the strategies run and are recorded in: the paper's.
 STRATEGY_ORDER = ("off_the_shelf", "fine_tune", "from_scratch")
 #: The environment variable the book's chapters read to know which run to show.
-BOOK_RUN_ENV = "CXRLIB_BOOK_RUN"
 #: Where the last successful build's input fingerprint is kept, inside ``_build/``.
-FINGERPRINT_FILE = "cxrlib-book-inputs.json"
 RECORD_KEY = "cxrlib"  # notebook metadata key of a run record's provenance
 
 
@@ -111,67 +106,11 @@ def plan_audit(profile: Profile, run: str, data: str = "", training: bool = True
     return [NotebookStep(name, f"{name}.ipynb", dict(common)) for name in AUDIT_NOTEBOOKS]
 
 
-# --- fingerprints --------------------------------------------------------------------------
-
-def _hash_files(h, files, base: Path) -> None:
-    for path in files:
-        h.update(path.relative_to(base).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    """Files under ``folder`` except hidden ones (half-written folds are hidden temp folders)."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def library_fingerprint() -> str:
-    """The library code and data the notebooks and chapters call (cxrlib/**.py, data files)."""
-    package = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    _hash_files(h, [p for p in _visible_files(package)
-                    if p.suffix in (".py", ".json", ".csv") and "__pycache__" not in p.parts],
-                package)
-    return h.hexdigest()
-
-
-def curated_dir_of_run(run_path: Path) -> Path | None:
-    """The curated dataset a stored run was made from (None if that cannot be told yet)."""
-    try:
-        return Path(curated_dir_for(results.read_profile(run_path)))
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
-
-
-def book_inputs_fingerprint(book_run: str, results_root: Path | None = None) -> str:
-    """A digest of everything the chapters read, so the pipeline can tell when outputs are stale.
-
-    Covers the run shown, every stored run (chapters may compare with the demonstration run),
-    the curated summaries of those runs, the library code, and the settings the chapters read
-    from the environment.
-    """
-    results_root = Path(results_root) if results_root else paths.results_dir()
-    h = hashlib.sha256()
-    h.update(f"book_run={book_run}\0".encode())
-    for name in ("CXRLIB_SHOW_REAL_IMAGES", "CXRLIB_DATA", "KERAS_BACKEND"):
-        h.update(f"{name}={os.environ.get(name, '')}\0".encode())
-    _hash_files(h, _visible_files(results_root), results_root)
-    for run in results.list_runs(results_root):
-        curated = curated_dir_of_run(results_root / run)
-        if curated is not None:
-            summaries = [curated / n for n in ("curation.json", "manifest.csv")
-                         if (curated / n).is_file()]
-            h.update(f"curated:{run}\0".encode())
-            _hash_files(h, summaries, curated)
-    h.update(library_fingerprint().encode())
-    return h.hexdigest()
-
+# --- run records ----------------------------------------------------------------------------
 
 def run_results(run_path: Path) -> list[Path]:
     """A run's stored results without the audit's summaries (``audit/``, written later)."""
-    return [p for p in _visible_files(run_path) if p.relative_to(run_path).parts[0] != "audit"]
+    return [p for p in visible_files(run_path) if p.relative_to(run_path).parts[0] != "audit"]
 
 
 def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run: str) -> str:
@@ -183,14 +122,14 @@ def notebook_key(step: NotebookStep, notebook_text: str, results_root: Path, run
     run_path = results.run_dir(run, results_root)
     # A strategy notebook reads its configuration's folds; the results notebook reads them all.
     if step.config is not None:
-        _hash_files(h, _visible_files(run_path / step.config), run_path)
+        hash_files(h, visible_files(run_path / step.config), run_path)
     elif step.notebook == RESULTS_NOTEBOOK:
-        _hash_files(h, run_results(run_path), run_path)
+        hash_files(h, run_results(run_path), run_path)
     elif step.notebook in AUDIT_NOTEBOOKS:
         # The main run and the audit's retrainings (<run>-<variant>); not the audit's own
         # summaries, which its notebooks write one after another.
         for folder in [run_path] + sorted(run_path.parent.glob(f"{run}-*")):
-            _hash_files(h, run_results(folder), run_path.parent)
+            hash_files(h, run_results(folder), run_path.parent)
     elif step.notebook == CURATION_NOTEBOOK:
         # The curated set it reports on: a deleted or re-made one makes the record stale.
         summary = curated_summary_file(get_profile(step.parameters["profile"]))
@@ -313,62 +252,6 @@ def choose_book_run(run: str, profile: Profile, results_root: Path) -> str:
     return runs.book_run(results_root, made=run, made_profile=profile).name
 
 
-def stored_fingerprint(build_dir: Path) -> str | None:
-    path = build_dir / FINGERPRINT_FILE
-    try:
-        return json.loads(path.read_text())["fingerprint"]
-    except (OSError, json.JSONDecodeError, KeyError):
-        return None
-
-
-def prepare_execution_cache(build_dir: Path, fingerprint: str, log=print) -> bool:
-    """Clear the executed chapter outputs (jupyter-cache) and Sphinx's parsed pages when the
-    chapters' inputs changed since the last successful build; returns whether it cleared."""
-    if stored_fingerprint(build_dir) == fingerprint:
-        return False
-    for name in (".jupyter_cache", ".doctrees"):
-        if (build_dir / name).exists():
-            shutil.rmtree(build_dir / name)
-    log("[book] chapter inputs changed since the last build (or first build): "
-        "chapters will be executed")
-    return True
-
-
-def jupyter_book_command(root: Path, output: Path) -> list[str]:
-    script = Path(sys.executable).with_name("jupyter-book")
-    exe = [str(script)] if script.exists() else [sys.executable, "-m", "jupyter_book.cli.main"]
-    # -W: warnings are errors (--keep-going shows them all); -n: nitpicky references.
-    return exe + ["build", str(root), "--path-output", str(output), "-W", "-n", "--keep-going"]
-
-
-def build_book(book_run: str, root: Path, results_root: Path, output: Path | None = None,
-               log=print) -> float:
-    """Vendor the JavaScript, refresh the execution cache if stale, run ``jupyter-book build``.
-
-    The book goes to ``<output>/_build/html`` (``output`` defaults to the checkout).
-    """
-    started = time.perf_counter()
-    vendor(root, log=log)
-    output = Path(output) if output else root
-    build_dir = output / "_build"
-    fingerprint = book_inputs_fingerprint(book_run, results_root)
-    prepare_execution_cache(build_dir, fingerprint, log=log)
-    cmd = jupyter_book_command(root, output)
-    log(f"[book] {' '.join(cmd)} (showing run {book_run!r})")
-    done = subprocess.run(cmd, cwd=root, env=dict(os.environ))
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"jupyter-book build failed (exit {done.returncode}); the warnings and errors are "
-            f"above. A chapter that failed to execute leaves its log in "
-            f"{build_dir / 'html' / 'reports'}.")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    results.write_text_atomic(build_dir / FINGERPRINT_FILE, json.dumps(
-        {"fingerprint": fingerprint, "book_run": book_run}, indent=2) + "\n")
-    seconds = time.perf_counter() - started
-    log(f"[book] built {build_dir / 'html' / 'index.html'} in {seconds:.0f} s")
-    return seconds
-
-
 IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
@@ -401,7 +284,7 @@ def kernel_environment(root: Path, book_run: str | None = None) -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if book_run is not None:
-        os.environ[BOOK_RUN_ENV] = book_run
+        os.environ[runs.BOOK_RUN_VARIABLE] = book_run
 
 
 # --- the one command ------------------------------------------------------------------
@@ -425,7 +308,7 @@ def run_book(profile: Profile, run: str, data: Path | None = None, configs=None,
         timings = run_notebooks(profile, run, data_text, folds_text, training=training,
                                 force=force, root=root, results_root=results_root,
                                 configs=configs)
-    book_run = (book_run or os.environ.get(BOOK_RUN_ENV, "")
+    book_run = (book_run or os.environ.get(runs.BOOK_RUN_VARIABLE, "")
                 or choose_book_run(run, profile, results_root))
     kernel_environment(root, book_run)
     output = output or root

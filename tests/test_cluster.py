@@ -253,7 +253,7 @@ def test_the_strategy_notebooks_pass_their_executor_parameter_on():
 
 
 def test_the_appendix_reads_the_benchmark_records(tmp_path):
-    from cxrlib import book
+    from cxrlib import provenance
 
     folder = tmp_path / "benchmarks" / "results"
     folder.mkdir(parents=True)
@@ -267,9 +267,9 @@ def test_the_appendix_reads_the_benchmark_records(tmp_path):
         {"profile": "default", "units": 24, "cores": 2, "rows": rows,
          "configs": ["off_the_shelf", "from_scratch"], "folds": [0, 1, 2],
          "device": "CPU: test", "finished": "2026-11-29T23:00:00+0000"}))
-    table = book.cluster_benchmarks(tmp_path)
+    table = provenance.cluster_benchmarks(tmp_path)
     assert list(table["where"]) == ["local Dask cluster, 2 workers", "in-process loop"]
     assert list(table["wall time (min)"]) == [10.0, 9.0]
     assert set(table["configurations x folds"]) == {"off_the_shelf, from_scratch x 3"}
     assert list(table["units' training, summed (min)"]) == [16.0, 8.0]
-    assert book.cluster_benchmarks(tmp_path / "elsewhere").empty
+    assert provenance.cluster_benchmarks(tmp_path / "elsewhere").empty
