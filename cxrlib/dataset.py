@@ -36,6 +36,13 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "sha256",        # of the curated image file's bytes
     "excluded",      # "" when the image is used, else the reason (low_contrast, ...)
 )
+#: The columns :mod:`cxrlib.curate` adds after those, in this order: the measures and decisions
+#: of the curation (see its docstring), for the book's curation chapter and the audit.
+CURATION_COLUMNS: tuple[str, ...] = (
+    "source_patient_id", "subtype", "population", "split", "preference", "selection_rank",
+    "content_width", "content_height", "content_aspect", "contrast_range", "contrast_std",
+    "mean_intensity", "layout_corr", "phash", "duplicate_group", "planted_fault",
+)
 
 
 def read_manifest(out_dir: str | Path) -> pd.DataFrame:

@@ -6,7 +6,7 @@ Columns of every reader's table (:data:`SOURCE_COLUMNS`): ``path`` (absolute), `
 patient namespace, e.g. ``cohen:23``, ``kermany:person12``, ``nih:1``), ``view``, ``age``
 (years), ``sex`` (M/F/""), ``subtype`` (bacterial/viral for Kermany pneumonia), ``population``
 (paediatric/adult/""), ``split`` (the source's own split folder), ``preference`` (0 = the
-better copy; used to rank candidates, see :func:`cxrlib.curate.select`), ``multilabel``
+better copy; used to rank candidates, see :func:`cxrlib.screening.select`), ``multilabel``
 (NIH images with two or more target findings).
 
 Readers accept the original layouts and the copies in ``../shared/data`` (see its

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import fixtures_sources as fx
-from cxrlib import curate, imaging
+from cxrlib import curate, imaging, screening
 from cxrlib.dataset import MANIFEST_COLUMNS, load_curated, read_manifest, read_summary
 from cxrlib.profiles import get_profile
 
@@ -257,10 +257,10 @@ def test_duplicate_rule_needs_both_hash_and_correlation():
     other = fx.radiograph(12)
     thumbs = np.stack([imaging.squashed_thumbnail(x) for x in (a, noisy, other)])
     hashes = [imaging.perceptual_hash(x) for x in (a, noisy, other)]
-    pairs = curate.duplicate_pairs(hashes, thumbs)
+    pairs = screening.duplicate_pairs(hashes, thumbs)
     assert [(i, j) for i, j, _, _ in pairs] == [(0, 1)]
-    assert curate.reconcile_patients(["b", "a", "c"], [["b", "c"]]) == {"a": "a", "b": "b",
-                                                                       "c": "b"}
+    assert screening.reconcile_patients(["b", "a", "c"], [["b", "c"]]) == {
+        "a": "a", "b": "b", "c": "b"}
 
 
 def test_notebook_01_runs_under_papermill(tmp_path, monkeypatch):
