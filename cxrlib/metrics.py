@@ -2,7 +2,7 @@
 
 Every function takes a prediction table as the results store writes it (one row per test
 image: ``image_id, fold, label, patient_id, source, p_<class>...``) and returns plain numbers or
-tidy frames. Proportions are fractions in [0, 1]; :mod:`cxrlib.report` turns them into the
+tidy frames. Proportions are fractions in [0, 1]; :mod:`cxrlib.tables` turns them into the
 paper's percentages. Nothing here plots, trains or reads files.
 
 Definitions, after Apostolopoulos et al. (2020), section 2.5 and Tables 1-7:
