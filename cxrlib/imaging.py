@@ -67,6 +67,8 @@ def decode(path: str | Path, draft_side: int | None = None) -> tuple[np.ndarray,
     Raises :class:`ImageError` naming the file when it is missing, truncated or not an image.
     """
     path = Path(path)
+    if is_dicom(path):
+        return decode_dicom(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -87,6 +89,74 @@ def decode(path: str | Path, draft_side: int | None = None) -> tuple[np.ndarray,
     if (gray.shape[0] > gray.shape[1]) != (h > w):  # EXIF rotated it by 90 degrees
         w, h = h, w
     return gray, (w, h)
+
+
+# ---------------------------------------------------------------------------------------------
+# DICOM (a radiograph as the hospital stores it)
+
+#: File name endings taken for DICOM; other files are recognised by the "DICM" marker at 128.
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def is_dicom(path: str | Path) -> bool:
+    """Whether ``path`` is a DICOM file (by its ending, or the preamble's "DICM" marker)."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_display(ds, values: np.ndarray) -> np.ndarray:
+    """Stored values (after the modality LUT) as the 8-bit grey levels a viewer shows.
+
+    The file's VOI LUT when it has one (its output range scaled to 0-255); else its first window
+    (centre/width, DICOM's LINEAR function: below the window black, above white); else the
+    values min-max scaled, as for 16-bit PNGs. MONOCHROME1 (white = low values) is inverted.
+    """
+    from pydicom.pixels import apply_voi
+
+    if "VOILUTSequence" in ds:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        shown = apply_voi(values, ds).astype(np.float64) * (255.0 / (2 ** bits - 1))
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        first = lambda v: float(v[0] if isinstance(v, (list, tuple)) or  # noqa: E731
+                                getattr(v, "VM", 1) > 1 else v)
+        centre, width = first(ds.WindowCenter), max(first(ds.WindowWidth), 1.0)
+        shown = ((values - (centre - 0.5)) / max(width - 1, 1e-9) + 0.5) * 255.0
+    else:
+        shown = _scale_to_8bit(values).astype(np.float64)
+    gray = np.round(np.clip(shown, 0, 255)).astype(np.uint8)
+    return 255 - gray if ds.get("PhotometricInterpretation", "") == "MONOCHROME1" else gray
+
+
+def decode_dicom(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """A DICOM radiograph as 8-bit grayscale and its (w, h): modality LUT (rescale slope and
+    intercept), then :func:`dicom_display`. Colour images are turned to grayscale; of several
+    frames the first is used."""
+    # pydicom is needed only for DICOM files: imported here, when one is read.
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found; check the path") from None
+    except Exception as e:  # pydicom raises many kinds (InvalidDicomError, missing decoders)
+        raise ImageError(f"{path}: cannot read it as DICOM ({e}); export it from the viewer "
+                         f"as uncompressed DICOM, PNG or JPEG") from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[0]
+    if int(ds.get("SamplesPerPixel", 1)) > 1:
+        return to_grayscale(Image.fromarray(np.asarray(pixels, np.uint8)).convert("RGB"),
+                            str(path)), (int(ds.Columns), int(ds.Rows))
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    return dicom_display(ds, values), (int(ds.Columns), int(ds.Rows))
 
 
 def read_grayscale(path: str | Path, draft_side: int | None = None) -> np.ndarray:

@@ -433,48 +433,6 @@ def read_sources(data_dir, lateral: bool = False, multilabel: str = "exclude",
     return df
 
 
-# ---------------------------------------------------------------------------------------------
-# External sources: for evaluating a trained model, never for training (not in READERS, so no
-# curation or training profile reads them)
-
-
-def read_hannover(directory, problems: list | None = None) -> pd.DataFrame:
-    """Hannover Medical School's COVID-19 radiographs (ml-workgroup/covid-19-image-repository,
-    CC BY 3.0, doi:10.6084/m9.figshare.12275009): ``data.csv`` + ``images/<image_id>.jpg``.
-
-    External validation only (see ``PROVENANCE.md``, section 4): every image is COVID-19 (a
-    patient-level label: the repository collects COVID-19 cases), the view is ``projection``
-    (AP or PA), patients are ``hannover:<patient_id>``.
-    """
-    problems = [] if problems is None else problems
-    d, table = Path(directory), Path(directory) / "data.csv"
-    if not table.is_file():
-        raise SourceError(f"{table}: not found", "the Hannover folder holds data.csv and "
-                          "images/<image_id>.jpg (see PROVENANCE.md, section 4)")
-    meta = _read_table(table, {"patient_id": (), "image_id": (), "projection": (), "sex": ()},
-                       "the Hannover repository's data.csv")
-    images = _index_images(d)
-    rows = []
-    for r in meta.itertuples(index=False):
-        path = images.get(r.image_id.strip())
-        if path is None:
-            problems.append(f"{table}: image {r.image_id} is listed but not in {d}; skipped")
-            continue
-        rows.append(dict(path=str(path), label="COVID-19", source="hannover", finding="COVID-19",
-                         source_patient_id=f"hannover:{r.patient_id.strip()}",
-                         view=r.projection.strip().upper(), age=float("nan"), sex=_sex(r.sex),
-                         subtype="", population="adult", split="", preference=0,
-                         multilabel=False))
-    if not rows:
-        raise SourceError(f"{d}: none of the images listed in data.csv is in the folder",
-                          "expected images/<image_id>.jpg beside data.csv")
-    return _frame(rows, d.parent)
-
-
-#: Readers of sources that only evaluate a trained model (``python -m cxrlib evaluate``).
-EXTERNAL_READERS = {"hannover": read_hannover}
-
-
 def known_labels() -> tuple[str, ...]:
     return tuple(CLASSES) + EXTRA_LABELS
 

@@ -1,0 +1,54 @@
+"""Readers of sources that evaluate a trained model and never train one.
+
+They return the tidy table of :mod:`cxrlib.sources` (:data:`cxrlib.sources.SOURCE_COLUMNS`), but
+are kept out of :data:`cxrlib.sources.READERS`, so no curation, training profile or model
+selection reads them: ``python -m cxrlib evaluate`` (:mod:`cxrlib.evaluate`) and the audit's
+external validation do, through :data:`EXTERNAL_READERS`.
+
+- Hannover Medical School, Institute for Diagnostic and Interventional Radiology: the
+  ml-workgroup/covid-19-image-repository (CC BY 3.0; cite doi:10.6084/m9.figshare.12275009);
+  the shared copy keeps only patients absent from Cohen's collection (``PROVENANCE.md``,
+  section 4).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .sources import SourceError, _frame, _index_images, _read_table, _sex
+
+
+def read_hannover(directory, problems: list | None = None) -> pd.DataFrame:
+    """Hannover's COVID-19 radiographs: ``data.csv`` + ``images/<image_id>.jpg``.
+
+    Every image is COVID-19 (a patient-level label: the repository collects COVID-19 cases);
+    the view is ``projection`` (AP or PA); patients are ``hannover:<patient_id>``; all adults.
+    """
+    problems = [] if problems is None else problems
+    d, table = Path(directory), Path(directory) / "data.csv"
+    if not table.is_file():
+        raise SourceError(f"{table}: not found", "the Hannover folder holds data.csv and "
+                          "images/<image_id>.jpg (see PROVENANCE.md, section 4)")
+    meta = _read_table(table, {"patient_id": (), "image_id": (), "projection": (), "sex": ()},
+                       "the Hannover repository's data.csv")
+    images = _index_images(d)
+    rows = []
+    for r in meta.itertuples(index=False):
+        path = images.get(r.image_id.strip())
+        if path is None:
+            problems.append(f"{table}: image {r.image_id} is listed but not in {d}; skipped")
+            continue
+        rows.append(dict(path=str(path), label="COVID-19", source="hannover", finding="COVID-19",
+                         source_patient_id=f"hannover:{r.patient_id.strip()}",
+                         view=r.projection.strip().upper(), age=float("nan"), sex=_sex(r.sex),
+                         subtype="", population="adult", split="", preference=0,
+                         multilabel=False))
+    if not rows:
+        raise SourceError(f"{d}: none of the images listed in data.csv is in the folder",
+                          "expected images/<image_id>.jpg beside data.csv")
+    return _frame(rows, d.parent)
+
+
+#: Source folder name -> reader, for evaluation only.
+EXTERNAL_READERS = {"hannover": read_hannover}
