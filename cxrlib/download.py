@@ -2,9 +2,11 @@
 
 ``python -m cxrlib download --data DIR [--source cohen kermany nih]`` fetches, verifies and
 unpacks; ``python -m cxrlib download --list`` prints what it would fetch and where. Downloads
-stream into ``DIR/.downloads/<file>.part`` (an interrupted download resumes with an HTTP Range
-request), are checked against the checksum where the source publishes one, and are unpacked
-through a temporary folder; a marker file then records the finished step, so a rerun skips it.
+stream into ``DIR/.downloads/<file>.part`` and show their bytes, rate and time left
+(:class:`Progress`). An interrupted download resumes with an HTTP Range request, by itself a few
+times and then on a rerun. Each file is checked against the checksum where the source
+publishes one and unpacked through a temporary folder; a marker file then records the finished
+step, so a rerun skips it.
 
 Addresses (the one table, :data:`REMOTES`):
 
@@ -24,9 +26,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
+import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -150,18 +155,81 @@ def _digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0,
-          chunk: int = 1 << 20, progress=None) -> Path:
-    """Stream ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part`` file.
+def human_size(n: float) -> str:
+    """Bytes as people read them: 950 B, 12.3 MB, 4.01 GB (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.{2 if unit == 'GB' else 1}f} {unit}"
+    return f"{n:.0f} B"
 
-    The finished file appears under its name only after it is complete and, when ``md5`` is
-    given, verified; a mismatch deletes the download and raises :class:`DownloadError`.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and (md5 is None or _digest(dest, "md5") == md5):
-        return dest
-    part = dest.with_name(dest.name + ".part")
+
+def human_duration(seconds: float) -> str:
+    """45 s, 3 min 20 s, 1 h 05 min."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_line(name: str, done: int, total: int | None, new_bytes: int,
+                  seconds: float) -> str:
+    """``images_001.tar.gz: 1.20 GB of 4.01 GB (30%), 12.3 MB/s, 3 min 48 s left``."""
+    rate = new_bytes / seconds if seconds > 0 else 0.0
+    text = f"{name}: {human_size(done)}"
+    if total:
+        text += f" of {human_size(total)} ({100 * done / total:.0f}%)"
+    text += f", {human_size(rate)}/s"
+    if total and done >= total:
+        return text + ", done"
+    if total and rate > 0:
+        text += f", {human_duration((total - done) / rate)} left"
+    return text
+
+
+class Progress:
+    """Shows how each download goes (:func:`progress_line`): on a terminal one line rewritten in
+    place, in a log a line every ``every`` seconds (30 by default) and one when it is done.
+    The rate counts only the bytes this run received (not those a resumed file already had)."""
+
+    def __init__(self, stream=None, every: float | None = None, clock=time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = every if every is not None else (0.5 if self.tty else 30.0)
+        self.clock, self.name = clock, None
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        now = self.clock()
+        if name != self.name:
+            self.name, self.start, self.start_bytes, self.last = name, now, done, None
+        finished = total is not None and done >= total
+        if not finished and self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        line = progress_line(name, done, total, done - self.start_bytes, now - self.start)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(79) + ("\n" if finished else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class _Interrupted(Exception):
+    """The connection broke off mid-file: what arrived is kept, and the next try resumes."""
+
+
+def _total_size(response, done: int) -> int | None:
+    """The whole file's size: from Content-Range (a resumed download) or Content-Length."""
+    whole = response.headers.get("Content-Range", "").rpartition("/")[2]
+    if whole.isdigit():
+        return int(whole)
+    length = response.headers.get("Content-Length", "")
+    return done + int(length) if length.isdigit() else None
+
+
+def _fetch_part(url: str, part: Path, name: str, timeout: float, chunk: int, progress) -> None:
+    """One try: append to ``part`` from where it ends (an HTTP Range request), to the end."""
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "cxrlib-download"})
     if have:
@@ -169,24 +237,52 @@ def fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0,
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             resumed = have and response.status == 206
+            done = have if resumed else 0
+            total = _total_size(response, done)
+            if progress:
+                progress(name, done, total)
             with open(part, "ab" if resumed else "wb") as out:
-                done = have if resumed else 0
-                while True:
-                    block = response.read(chunk)
-                    if not block:
-                        break
+                while block := response.read(chunk):
                     out.write(block)
                     done += len(block)
                     if progress:
-                        progress(dest.name, done)
+                        progress(name, done, total)
+            if total is not None and done < total:
+                raise _Interrupted(f"{human_size(done)} of {human_size(total)} arrived")
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the .part file is already complete
-            pass
-        else:
-            raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; the address may have moved. "
-                                f"Download it by hand to {dest} and rerun") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        raise DownloadError(f"{url}: {e}; rerun to resume ({part} keeps what arrived)") from None
+            return
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; the address may have moved. "
+                            f"Download it by hand to {part.with_suffix('')} and rerun") from None
+    except (http.client.HTTPException, urllib.error.URLError, TimeoutError,
+            ConnectionError) as e:
+        raise _Interrupted(str(e) or type(e).__name__) from None
+
+
+def fetch(url: str, dest: Path, md5: str | None = None, timeout: float = 60.0,
+          chunk: int = 1 << 20, progress=None, retries: int = 3, wait: float = 2.0) -> Path:
+    """Stream ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part`` file.
+
+    A connection that breaks off is resumed where it stopped (up to ``retries`` more tries,
+    ``wait`` seconds apart); after that a rerun resumes it. ``progress(name, done, total)`` is
+    called as bytes arrive (:class:`Progress`). The finished file appears under its name only
+    after it is complete and, when ``md5`` is given, verified; a mismatch deletes the download
+    and raises :class:`DownloadError`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and (md5 is None or _digest(dest, "md5") == md5):
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            _fetch_part(url, part, dest.name, timeout, chunk, progress)
+            break
+        except _Interrupted as e:
+            if attempt == retries:
+                raise DownloadError(f"{url}: interrupted ({e}) after {retries + 1} tries",
+                                    f"rerun to resume: {part} keeps what arrived") from None
+            time.sleep(wait)
     if md5 is not None:
         got = _digest(part, "md5")
         if got != md5:
@@ -267,14 +363,17 @@ def _marker(target: Path, remote: Remote) -> Path:
 def download_source(source: str, data_dir, base_url: str | None = None,
                     parts: list[int] | None = None, keep_archives: bool = False,
                     timeout: float = 60.0, remotes: tuple[Remote, ...] | None = None,
-                    log=print) -> list[Path]:
+                    log=print, progress=None) -> list[Path]:
     """Fetch, verify and unpack every remote of ``source`` into ``data_dir/source``.
 
     ``base_url``: fetch ``<base_url>/<filename>`` instead of the public address (a mirror, or the
     tests' loopback server); also read from ``CXRLIB_DOWNLOAD_BASE``. ``parts``: for NIH, which
     image archives (1-12) to fetch (the label table is always fetched). Steps already done
     (marker file present) are skipped. ``remotes`` replaces the table's entries (tests).
+    ``progress``: shows each archive's bytes, rate and time left (default: :class:`Progress`
+    on stderr).
     """
+    progress = Progress() if progress is None else progress
     if remotes is None and source not in REMOTES:
         raise UserError(f"no download for {source!r}; downloadable: {', '.join(REMOTES)}. "
                          f"{_MANUAL.get(source, '')}")
@@ -293,7 +392,7 @@ def download_source(source: str, data_dir, base_url: str | None = None,
         url = f"{base_url.rstrip('/')}/{remote.filename}" if base_url else remote.url
         log(f"{source}: fetching {url} ({remote.size_note or 'size unknown'})")
         archive = fetch(url, data_dir / ".downloads" / remote.filename, md5=remote.md5,
-                        timeout=timeout)
+                        timeout=timeout, progress=progress)
         sha256 = _digest(archive, "sha256")
         unpack(archive, remote, target)
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder; honours 'Range: bytes=N-' (resumed downloads); records each request."""
 
     log: list = []
+    #: Paths whose next whole-file request breaks off half way (an interrupted connection).
+    cut: set = set()
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -35,6 +37,13 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             return
         data = path.read_bytes()
         start = 0
+        if self.path in self.cut and not self.headers.get("Range"):
+            self.cut.discard(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])  # then the connection closes
+            return
         if self.headers.get("Range", "").startswith("bytes="):
             start = int(self.headers["Range"][6:].split("-")[0])
             if start >= len(data):
@@ -185,3 +194,50 @@ def test_command_line_lists_what_it_would_fetch(capsys):
     assert main(["download", "--list", "--data", "/tmp/nowhere", "--source", "nih"]) == 0
     out = capsys.readouterr().out
     assert "images_012.tar.gz" in out and "dc9fda1757c2de0032b63347a7d2895c" in out
+
+
+def test_a_connection_that_breaks_off_resumes_by_itself_and_shows_its_progress(
+        server, archives, tmp_path):
+    served, base = server
+    remote = archives["nih"][1]
+    whole = (served / remote.filename).read_bytes()
+    RangeHandler.cut.add(f"/{remote.filename}")
+    RangeHandler.log.clear()
+    shown = io.StringIO()
+    got = download.fetch(f"{base}/{remote.filename}", tmp_path / remote.filename,
+                         md5=remote.md5, chunk=256, wait=0,
+                         progress=download.Progress(shown, every=0))
+    assert got.read_bytes() == whole
+    assert RangeHandler.log == [(f"/{remote.filename}", None),
+                                (f"/{remote.filename}", f"bytes={len(whole) // 2}-")]
+    lines = shown.getvalue().splitlines()
+    total = download.human_size(len(whole))
+    assert all(f" of {total} (" in line and "/s" in line for line in lines)
+    assert lines[0].startswith(f"{remote.filename}: 0 B of {total} (0%)")
+    assert any(line.endswith(" s left") for line in lines)
+    assert "(100%)" in lines[-1] and lines[-1].endswith(", done")
+
+
+def test_without_retries_an_interrupted_download_is_kept_for_a_rerun(server, archives,
+                                                                      tmp_path):
+    served, base = server
+    remote = archives["nih"][1]
+    whole = (served / remote.filename).read_bytes()
+    RangeHandler.cut.add(f"/{remote.filename}")
+    dest = tmp_path / remote.filename
+    with pytest.raises(DownloadError, match="interrupted .* after 1 tries — rerun to resume"):
+        download.fetch(f"{base}/{remote.filename}", dest, md5=remote.md5, retries=0)
+    assert dest.with_name(dest.name + ".part").stat().st_size == len(whole) // 2
+    assert download.fetch(f"{base}/{remote.filename}", dest, md5=remote.md5).read_bytes() == whole
+
+
+def test_progress_lines_say_size_rate_and_time_left():
+    clock = iter([0.0, 10.0]).__next__
+    shown = io.StringIO()
+    progress = download.Progress(shown, every=0, clock=clock)
+    progress("images_001.tar.gz", 1_000_000_000, 4_000_000_000)   # resumed at 1 GB
+    progress("images_001.tar.gz", 1_200_000_000, 4_000_000_000)   # 200 MB in 10 s
+    assert shown.getvalue().splitlines()[-1] == (
+        "images_001.tar.gz: 1.20 GB of 4.00 GB (30%), 20.0 MB/s, 2 min 20 s left")
+    assert download.human_duration(3725) == "1 h 02 min"
+    assert download.progress_line("x", 5, None, 5, 1.0) == "x: 5 B, 5 B/s"
