@@ -67,9 +67,9 @@ def worker(args) -> None:
     import keras
     import numpy as np
 
-    from cxrlib.cv import make_optimizer
     from cxrlib.model import build_model
     from cxrlib.profiles import get_profile, parse_config
+    from cxrlib.training import make_optimizer
 
     profile = get_profile("default", batch_size=args.batch_size)
     strategy, blocks = parse_config(args.config)

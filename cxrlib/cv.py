@@ -10,10 +10,12 @@ section 2.4, "Experiment Setup"). Here:
    likewise grouped ``val_fraction`` of them): no choice ever looks at the test fold.
 3. **Training**: Adam (the profile's optimiser and learning rate per strategy), early stopping on
    the validation loss with the best epoch's weights restored, images in memory as uint8 and
-   augmented by layers of the model (see :mod:`cxrlib.model`). Every batch has one shape
-   (training batches are full, :func:`full_batches`; validation and test predictions pad their
-   last batch, :func:`padded_predict`), so each fold compiles one training and one prediction
-   step, and with JAX's persistent compilation cache later folds reuse the first one's.
+   augmented by layers of the model (see :mod:`cxrlib.model`; the Keras side of a fold is
+   :mod:`cxrlib.training`). Every batch has one shape (training batches are full,
+   :func:`full_batches`; validation and test predictions pad their last batch,
+   :func:`cxrlib.training.padded_predict`), so each fold compiles one training and one
+   prediction step, and with JAX's persistent compilation cache later folds reuse the first
+   one's.
 4. **Results**: as soon as a fold ends, its out-of-fold predictions, history and a record of
    settings, timings and environment are written atomically (:mod:`cxrlib.results`). A rerun
    skips finished folds, so a killed run repeats none, and disjoint folds run on different
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -114,73 +115,6 @@ def full_batches(rows: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
 # One fold
 # ---------------------------------------------------------------------------------------------
 
-def padded_predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities for ``x``, predicted in batches of one shape.
-
-    The last batch is padded with blank images (their outputs dropped): a batch of another size
-    would be another shape, compiled again, in every fold. Validation and test predictions
-    share the one compiled step, and with JAX's persistent cache so do the folds.
-    """
-    missing = -len(x) % batch_size
-    if missing:
-        x = np.concatenate([x, np.zeros((missing, *x.shape[1:]), x.dtype)])
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    return np.asarray(probabilities, dtype="float32")[:len(x) - missing]
-
-
-def validation_scorer(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """A callback adding ``val_loss`` (cross-entropy) and ``val_accuracy`` to each epoch's logs,
-    from :func:`padded_predict` (early stopping and the history read them from there)."""
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    class ValidationScores(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            probabilities = padded_predict(self.model, x, batch_size)
-            # Keras' cross-entropy clips probabilities at 1e-7 the same way.
-            chosen = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
-            logs["val_loss"] = float(-np.mean(np.log(chosen)))
-            logs["val_accuracy"] = float(np.mean(probabilities.argmax(1) == y))
-
-    return ValidationScores()
-
-
-def dtype_policy(profile: Profile) -> str:
-    """bf16 mixed precision on an accelerator when the profile asks; float32 otherwise."""
-    return "mixed_bfloat16" if profile.mixed_precision and env.has_accelerator() else "float32"
-
-
-def make_optimizer(profile: Profile, config: str):
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    return keras.optimizers.get({"class_name": profile.optimizer,
-                                 "config": {"learning_rate": profile.learning_rate(config)}})
-
-
-def epoch_logger(config: str, fold: int, n_folds: int, epochs: int, log: Log):
-    """A callback printing one compact line per epoch and recording each epoch's seconds."""
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    class EpochLog(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._start)
-            logs = logs or {}
-            log(f"  {config} fold {fold + 1}/{n_folds} epoch {epoch + 1}/{epochs}: "
-                f"loss {logs.get('loss', float('nan')):.3f} "
-                f"acc {logs.get('accuracy', float('nan')):.3f} "
-                f"val_loss {logs.get('val_loss', float('nan')):.3f} "
-                f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
-                f"({self.seconds[-1]:.1f}s)")
-
-    return EpochLog()
-
-
 def predictions_table(rows: pd.DataFrame, fold: int, probabilities: np.ndarray,
                       classes: tuple[str, ...]) -> pd.DataFrame:
     table = rows[["image_id"]].copy()
@@ -214,49 +148,6 @@ def fold_rows(folds: pd.DataFrame, profile: Profile, fold: int) -> FoldRows:
     fit = train_rows[~val_in_train]
     return FoldRows(test=test, validation=train_rows[val_in_train], fit=fit,
                     fit_batches=full_batches(fit, profile.batch_size, profile.seed + fold))
-
-
-def new_model(profile: Profile, config: str, fold: int, n_classes: int, weights):
-    """A freshly built and compiled network for one fold, and the dtype policy it runs with."""
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    from .model import build_model, model_arguments  # imports Keras
-
-    # Every fold builds a new model, so TensorFlow traces new functions: expected here, and its
-    # warning about "retracing" would flood the log.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    # A fresh graph per fold: layer names repeat, so compiled programs can be cached and reused.
-    keras.utils.clear_session(free_memory=True)
-    keras.utils.set_random_seed(profile.seed + fold)
-    policy = dtype_policy(profile)
-    keras.config.set_dtype_policy(policy)
-    model = build_model(n_classes=n_classes, **model_arguments(profile, config, fold, weights))
-    model.compile(optimizer=make_optimizer(profile, config),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model, policy
-
-
-def train(model, profile: Profile, config: str, fold: int, x: np.ndarray, y: np.ndarray,
-          rows: FoldRows, log: Log) -> tuple[pd.DataFrame, float]:
-    """Fit with early stopping on the validation rows; the history (one row per epoch) and
-    the training seconds."""
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    epoch_log = epoch_logger(config, fold, profile.n_folds, profile.epochs, log)
-    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=profile.patience,
-                                             restore_best_weights=True)
-    start = time.perf_counter()
-    history = model.fit(x[rows.fit_batches], y[rows.fit_batches], epochs=profile.epochs,
-                        batch_size=profile.batch_size, shuffle=True, verbose=0,
-                        callbacks=[validation_scorer(x[rows.validation], y[rows.validation],
-                                                     profile.batch_size),
-                                   epoch_log, stopping])
-    train_seconds = time.perf_counter() - start
-    table = pd.DataFrame(history.history)
-    table.insert(0, "epoch", np.arange(1, len(table) + 1))
-    table["seconds"] = epoch_log.seconds
-    return table[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]], \
-        train_seconds
 
 
 def fold_info(profile: Profile, config: str, fold: int, rows: FoldRows, history: pd.DataFrame,
@@ -296,9 +187,9 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
     With ``save_weights`` the trained model's weights are kept (:func:`weights_path`) for
     Grad-CAM. Returns the finished fold's folder.
     """
-    import keras  # TensorFlow's import takes seconds: only a training fold pays for it
-
-    from .model import save_weights_compact  # imports Keras
+    # Keras and TensorFlow take seconds to import: only a fold that trains pays for them.
+    from . import training
+    from .model import save_weights_compact
 
     classes = target_classes(profile, folds)
     label_index = {c: k for k, c in enumerate(classes)}
@@ -306,14 +197,15 @@ def run_fold(profile: Profile, config: str, fold: int, run_path: Path, folds: pd
     x = images[..., None]  # (N, S, S, 1), still uint8: the model casts on the device
     rows = fold_rows(folds, profile, fold)
 
-    model, policy = new_model(profile, config, fold, len(classes), weights)
+    model, policy = training.new_model(profile, config, fold, len(classes), weights)
     log(f"{config} fold {fold + 1}/{profile.n_folds}: start (train {len(rows.fit)}, "
         f"validation {len(rows.validation)}, test {int(rows.test.sum())}; {policy})")
-    history, train_seconds = train(model, profile, config, fold, x, y, rows, log)
-    start = time.perf_counter()
-    probabilities = padded_predict(model, x[rows.test], profile.batch_size)
-    seconds = {"train": train_seconds, "predict": time.perf_counter() - start}
-    keras.config.set_dtype_policy("float32")
+    history, train_seconds = training.train(
+        model, profile, config, fold, (x[rows.fit_batches], y[rows.fit_batches]),
+        (x[rows.validation], y[rows.validation]), log)
+    probabilities, predict_seconds = training.test_predictions(model, x[rows.test],
+                                                               profile.batch_size)
+    seconds = {"train": train_seconds, "predict": predict_seconds}
 
     # The trained network, kept when asked for (Grad-CAM, or a model to use later).
     saved = save_weights_compact(model, weights_path(run_path.name, config, fold)) \

@@ -263,6 +263,7 @@ def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_pat
 def test_padded_prediction_and_validation_scores_match_keras():
     import keras
 
+    from cxrlib import training
     from cxrlib.model import build_model
 
     keras.utils.set_random_seed(0)
@@ -272,11 +273,11 @@ def test_padded_prediction_and_validation_scores_match_keras():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (11, 32, 32, 1)).astype("uint8")
     y = np.arange(11) % 3
-    padded = cv.padded_predict(model, x, batch_size=4)
+    padded = training.padded_predict(model, x, batch_size=4)
     assert padded.shape == (11, 3)
     np.testing.assert_allclose(padded, model.predict(x, batch_size=11, verbose=0), atol=1e-5)
     logs: dict = {}
-    scorer = cv.validation_scorer(x, y, batch_size=4)
+    scorer = training.validation_scorer(x, y, batch_size=4)
     scorer.set_model(model)
     scorer.on_epoch_end(0, logs)
     loss, accuracy = model.evaluate(x, y, batch_size=11, verbose=0)
