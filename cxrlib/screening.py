@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import imaging
-from .synthetic import render
+from .synthetic_render import render
 
 
 @dataclass(frozen=True)

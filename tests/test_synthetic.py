@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from cxrlib import synthetic
+from cxrlib import synthetic, synthetic_render
 from cxrlib.imaging import letterbox
 from cxrlib.paper import CLASSES
 
@@ -33,7 +33,7 @@ def test_table_has_classes_collections_patients_and_planted_faults(table):
 
 def test_rendering_is_a_pure_function_of_the_seed(table):
     recipe = table["recipe"].iloc[3]
-    a, b = synthetic.render(recipe), synthetic.render(dict(recipe))
+    a, b = synthetic_render.render(recipe), synthetic_render.render(dict(recipe))
     assert a.dtype == np.uint8 and np.array_equal(a, b)
     again = synthetic.make_synthetic(per_class=12, seed=7, native_size=96)
     assert again["recipe"].tolist() == table["recipe"].tolist()
@@ -48,8 +48,8 @@ def _sign(label: str, n: int = 6, size: int = 128) -> np.ndarray:
         recipe = dict(seed=seed, patient_seed=1000 + seed, label=label,
                       collection="synthetic-hospital", sex="M", native_size=size, fault="",
                       sign=1.0)  # square frame; its marker is the same in both renders
-        with_sign = synthetic.render(recipe).astype(float)
-        normal = synthetic.render(dict(recipe, label="Normal")).astype(float)
+        with_sign = synthetic_render.render(recipe).astype(float)
+        normal = synthetic_render.render(dict(recipe, label="Normal")).astype(float)
         diffs.append(gaussian_filter(with_sign - normal, 3))
     return np.mean(diffs, axis=0)
 
@@ -73,8 +73,9 @@ def test_each_finding_has_its_sign_where_radiologists_look():
 
 
 def test_pneumonia_is_one_sided_and_effusion_usually_is():
-    pneumonia = [synthetic.render(dict(seed=s, patient_seed=9, label=l, collection="synthetic-"
-                                       "external", sex="M", native_size=96, fault="", sign=1.0))
+    pneumonia = [synthetic_render.render(dict(seed=s, patient_seed=9, label=l,
+                                              collection="synthetic-external", sex="M",
+                                              native_size=96, fault="", sign=1.0))
                  .astype(float) for s in range(6) for l in ("Pneumonia", "Normal")]
     asym = []
     for k in range(0, len(pneumonia), 2):
@@ -87,7 +88,7 @@ def test_pneumonia_is_one_sided_and_effusion_usually_is():
 
 def _frame_ring(recipe) -> np.ndarray:
     """The outer 8 px of the 48 px curated image: markers, captions, frame; no lung."""
-    image = letterbox(synthetic.render(recipe), 48).astype(float) / 255
+    image = letterbox(synthetic_render.render(recipe), 48).astype(float) / 255
     ring = np.ones(image.shape, bool)
     ring[8:-8, 8:-8] = False
     return image[ring]
@@ -116,7 +117,7 @@ def test_signs_are_learnable_but_not_trivially():
 
     t = synthetic.make_synthetic(per_class=40, seed=11, native_size=64, fault_fraction=0,
                                  classes=("Edema", "Effusion", "Emphysema", "Fibrosis"), extras=())
-    x = np.stack([letterbox(synthetic.render(r), 24).ravel() / 255 for r in t["recipe"]])
+    x = np.stack([letterbox(synthetic_render.render(r), 24).ravel() / 255 for r in t["recipe"]])
     scores = cross_val_score(LogisticRegression(max_iter=2000, C=0.1), x, t["label"],
                              groups=t["patient_id"], cv=GroupKFold(4))
     assert 0.4 < scores.mean() < 0.99  # chance is 0.25
