@@ -399,6 +399,67 @@ def download_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser, selection=False)
+    parser.add_argument("--config", required=True,
+                        help="the configuration to export, e.g. from_scratch or fine_tune_3")
+    parser.add_argument("--folds", default="",
+                        help="comma-separated folds (default: every fold whose weights were "
+                             "kept); several folds are averaged (an ensemble)")
+    parser.add_argument("--results", default=None, help="results root (default: results/)")
+    parser.add_argument("--out", default=None,
+                        help="the model file to write (default: "
+                             "runs/<run>/models/<config>.cxrmodel)")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    choice = run_choice(args)
+    checked_configs(choice.profile, args.config)
+    folds = split_list(args.folds)
+    if not all(f.isdigit() for f in folds):
+        raise UserError(f"--folds {args.folds}: not fold numbers", "give e.g. --folds 0,1")
+    path = library("modelfile").export_model(
+        choice.run, args.config, folds=[int(f) for f in folds] or None, out=args.out,
+        results_root=checked_results_root(args.results))
+    print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="radiographs: PNG, JPEG (any format Pillow reads) or DICOM")
+    parser.add_argument("--model", required=True, help="a model file made by `export`")
+    parser.add_argument("--gradcam", default=None, metavar="DIR",
+                        help="write DIR/<file>.png: each image with its Grad-CAM map for the "
+                             "predicted class")
+    parser.add_argument("--csv", default=None, metavar="OUT",
+                        help="also write the probabilities to this CSV file")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    return library("predict").predict_command(args.model, args.files, args.gradcam, args.csv)
+
+
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a model file made by `export`")
+    parser.add_argument("--images", required=True, metavar="LABELS.csv|DIR",
+                        help="a CSV of path,label[,patient_id,source], or a source's folder "
+                             "(e.g. ../shared/data/hannover) or a data folder holding several")
+    parser.add_argument("--as", dest="relabel", action="append", default=[],
+                        metavar="LABEL=CLASS",
+                        help='score images labelled LABEL as the model\'s CLASS, e.g. --as '
+                             '"No Finding=Normal" (repeatable)')
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write DIR/predictions.csv and DIR/metrics.csv")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap resamples of patients for the intervals")
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    return library("evaluate").evaluate_command(args.model, args.images, args.relabel,
+                                                args.out, args.bootstrap)
+
+
 #: name -> (help, add the arguments, run it). `python -m cxrlib --help` lists them in this order.
 COMMANDS = {
     "curate": ("curate a dataset (real sources or the built-in synthetic set)",
@@ -413,6 +474,12 @@ COMMANDS = {
              book_arguments, book_command),
     "audit": ("run the audit of a run (its retrainings, or --no-train) and store its tables",
               audit_arguments, audit_command),
+    "export": ("write one model file of a run's configuration (its folds averaged)",
+               export_arguments, export_command),
+    "predict": ("class probabilities (and Grad-CAM) of PNG, JPEG or DICOM radiographs",
+                predict_arguments, predict_command),
+    "evaluate": ("score a model file on labelled images from elsewhere, per source",
+                 evaluate_arguments, evaluate_command),
 }
 
 

@@ -19,6 +19,7 @@ only) is left out.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pandas as pd
 from . import metrics, sources
 from .external_sources import EXTERNAL_READERS
 from .errors import UserError
-from .modelfile import LoadedModel
+from .modelfile import LoadedModel, load_model
 from .predict import probability_table, read_images
 
 ALL_SOURCES = "all"
@@ -219,3 +220,21 @@ def write_evaluation(result: Evaluation, out: str | Path) -> list[Path]:
     result.predictions.to_csv(written[0], index=False)
     result.metrics.to_csv(written[1], index=False)
     return written
+
+
+def evaluate_command(model_path, images, relabel_settings=(), out=None, n_boot=1000) -> int:
+    """``python -m cxrlib evaluate``: prints the unknown labels and the metrics, notes skipped
+    files on stderr, and with ``out`` writes the predictions and metrics there."""
+    relabel = parse_relabel(list(relabel_settings))
+    model = load_model(model_path)
+    result = evaluate(model, images, relabel, n_boot=n_boot)
+    for problem in result.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    note = unknown_note(result.unknown_labels, model.classes)
+    if note:
+        print(note)
+    print(format_metrics(result.metrics))
+    if out:
+        write_evaluation(result, out)
+        print(f"predictions and metrics: {out}")
+    return 0

@@ -13,6 +13,7 @@ their mean) of the predicted class laid over it in colour.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from . import imaging
 from .errors import UserError
-from .modelfile import LoadedModel
+from .modelfile import LoadedModel, load_model
 
 #: Side of the Grad-CAM pictures (the model's image size when that is larger).
 OVERLAY_SIDE = 256
@@ -134,12 +135,24 @@ def predict_files(model: LoadedModel, files, gradcam_dir=None,
     return table, loaded.problems
 
 
-def checked_inputs(files) -> list[str]:
-    """The files named, refusing an empty list (the command needs at least one)."""
+def predict_command(model_path, files, gradcam_dir=None, csv=None) -> int:
+    """``python -m cxrlib predict``: prints the table, names each unreadable file on stderr and
+    returns 1 if there was one (0 otherwise); none readable is a :class:`UserError`."""
     files = [str(f) for f in files]
     if not files:
         raise UserError("no image files given", "name one or more PNG, JPEG or DICOM files")
-    return files
+    model = load_model(model_path)
+    table, problems = predict_files(model, files, gradcam_dir=gradcam_dir)
+    for _, why in problems:
+        print(f"skipped: {why}", file=sys.stderr)
+    if table.empty:
+        raise UserError(f"none of the {len(files)} file(s) could be read",
+                        "give PNG, JPEG or DICOM radiographs")
+    print(format_table(table, model.classes))
+    if csv:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv, index=False)
+    return 1 if problems else 0
 
 
 def format_table(table: pd.DataFrame, classes: tuple[str, ...]) -> str:
