@@ -12,7 +12,7 @@ same cores change every figure. The JSON summary goes to ``<out>/bench_cluster.j
 ``--record`` (default ``benchmarks/results/cluster-<profile>.json``, committed: the
 reproducibility appendix of the book shows it; ``--record ''`` skips it).
 
-On a CPU the workers split the cores (cxrlib.cluster.local_cluster), so two workers on two
+On a CPU the workers split the cores (cxrlib.dask_clusters.local_cluster), so two workers on two
 cores can only win what one process leaves idle (start-up, data handling, Python overhead).
 """
 from __future__ import annotations

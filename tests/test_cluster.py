@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib import cluster, cv, results
-from cxrlib.profiles import get_profile
+from cxrlib import cluster, cv, dask_clusters, results
 
 REPO = Path(__file__).resolve().parent.parent
 ATTEMPT = re.compile(r"^attempt of (\S+) fold (\d+): worker \S+ pid (\d+)(?: GPU (\S+))? at ",
@@ -184,19 +183,19 @@ def test_a_worker_killed_mid_unit_loses_nothing_and_repeats_nothing(
 
 def test_gpus_are_found_without_a_deep_learning_framework(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert cluster.visible_gpus() == ["2", "3"]
+    assert dask_clusters.visible_gpus() == ["2", "3"]
     for hidden in ("", "-1", "-1,0"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
-        assert cluster.visible_gpus() == []
+        assert dask_clusters.visible_gpus() == []
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-a)'\n"
                     "echo 'GPU 1: NVIDIA H200 (UUID: GPU-b)'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert cluster.visible_gpus() == ["0", "1"]
+    assert dask_clusters.visible_gpus() == ["0", "1"]
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert cluster.visible_gpus() == []
+    assert dask_clusters.visible_gpus() == []
 
 
 def test_executor_names_and_worker_threads():
@@ -206,10 +205,10 @@ def test_executor_names_and_worker_threads():
     assert cluster.parse_executor("slurm:my.yaml") == ("slurm:my.yaml", None)
     with pytest.raises(ValueError, match="dask:<workers>"):
         cluster.parse_executor("dask:two")
-    assert cluster.cpu_thread_environment(1)["TF_NUM_INTRAOP_THREADS"] == "1"
-    assert "intra_op_parallelism_threads=1" in cluster.cpu_thread_environment(1)["XLA_FLAGS"]
-    assert "XLA_FLAGS" not in cluster.cpu_thread_environment(4)
-    assert cluster.default_cpu_workers(2) == 2 and cluster.default_cpu_workers(64) == 4
+    assert dask_clusters.cpu_thread_environment(1)["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert "intra_op_parallelism_threads=1" in dask_clusters.cpu_thread_environment(1)["XLA_FLAGS"]
+    assert "XLA_FLAGS" not in dask_clusters.cpu_thread_environment(4)
+    assert dask_clusters.default_cpu_workers(2) == 2 and dask_clusters.default_cpu_workers(64) == 4
 
 
 def test_bad_units_are_refused_before_any_cluster_starts(tmp_path):
@@ -223,7 +222,7 @@ def test_bad_units_are_refused_before_any_cluster_starts(tmp_path):
 def test_the_slurm_example_renders_a_gpu_job(tmp_path):
     from dask_jobqueue import SLURMCluster
 
-    settings = cluster.read_slurm_config(REPO / "examples" / "slurm_cluster.yaml")
+    settings = dask_clusters.read_slurm_config(REPO / "examples" / "slurm_cluster.yaml")
     assert settings.jobs >= 1
     with SLURMCluster(**settings.cluster) as slurm:
         script = slurm.job_script()
@@ -232,14 +231,14 @@ def test_the_slurm_example_renders_a_gpu_job(tmp_path):
     assert "export KERAS_BACKEND=jax" in script
 
     with pytest.raises(FileNotFoundError, match="examples/slurm_cluster.yaml"):
-        cluster.read_slurm_config(tmp_path / "missing.yaml")
+        dask_clusters.read_slurm_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("cluster: {cores: 1}\nworkers: 3\n")
     with pytest.raises(ValueError, match="'cluster' mapping"):
-        cluster.read_slurm_config(bad)
+        dask_clusters.read_slurm_config(bad)
     bad.write_text("cluster: {cores: 1}\njobs: none\n")
     with pytest.raises(ValueError, match="whole number"):
-        cluster.read_slurm_config(bad)
+        dask_clusters.read_slurm_config(bad)
 
 
 def test_the_strategy_notebooks_pass_their_executor_parameter_on():
