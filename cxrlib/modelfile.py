@@ -262,7 +262,10 @@ class LoadedModel:
         x = np.asarray(images, dtype=np.uint8)[..., None]
         if not len(x):
             return np.zeros((0, len(self.classes)), np.float32)
-        return np.mean([np.asarray(net.predict(x, batch_size=batch_size, verbose=0))
+        # predict_on_batch: after its first two batch sizes TensorFlow traces one function for
+        # any size, so a later call costs milliseconds (predict() traces per new size: ~1 s).
+        return np.mean([np.concatenate([np.asarray(net.predict_on_batch(x[i:i + batch_size]))
+                                        for i in range(0, len(x), batch_size)])
                         for net in self.networks], axis=0).astype(np.float32)
 
     def internal_predictions(self) -> pd.DataFrame:
