@@ -396,14 +396,25 @@ def test_every_experiment_stores_its_table(audited):
 
 
 def test_saliency_and_randomisation_tables(audited):
-    explained = retrain.explained_fold(audited, "from_scratch")
+    # Every fold keeps its weights by default, so the main run's own network is explained; a run
+    # that kept none falls back to the patient-grouped retraining's (the audit keeps fold 0's).
+    assert retrain.explained_fold(audited, "from_scratch") == (audited, 0)
+    kept = cv.weights_path(audited.name, "from_scratch", 0)
+    aside = kept.with_name(kept.name + ".aside")
+    kept.rename(aside)
+    try:
+        explained = retrain.explained_fold(audited, "from_scratch")
+    finally:
+        aside.rename(kept)
     assert explained == (retrain.variant_path(audited, "patient"), 0)
     maps = store.read_table(audited, "saliency_maps")
     h, w = int(maps["height"].iloc[0]), int(maps["width"].iloc[0])
     cells = saliency.stored_maps(maps)
     assert cells.shape == (len(maps), h, w) and cells.max() <= 1 and cells.min() >= 0
     share_columns = store.read_table(audited, "saliency").filter(like="share_")
-    shares = share_columns.sum(axis=1)
+    # A map that is zero everywhere has no shares (NaN), and no sum (min_count=1).
+    shares = share_columns.sum(axis=1, min_count=1)
+    assert np.isfinite(shares).any(), "some map is not zero"
     # Stored with 6 significant digits: each share is off by at most 5e-7 (they lie in [0, 1]),
     # so their sum is 1 within that times the number of regions, on any machine.
     np.testing.assert_allclose(shares[np.isfinite(shares)], 1.0,
