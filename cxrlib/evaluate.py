@@ -180,13 +180,25 @@ def internal_table(model: LoadedModel, n_boot: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate(model: LoadedModel, images: str | Path, relabel: dict | None = None,
+def evaluate(model: LoadedModel, images: str | Path | pd.DataFrame, relabel: dict | None = None,
              n_boot: int = 1000) -> Evaluation:
-    """Predict every labelled image and score the model per source (see the module docstring)."""
-    table, problems = labelled_images(images, relabel)
+    """Predict every labelled image and score the model per source (see the module docstring).
+
+    ``images``: a CSV or folder as the command takes it, or a table with the columns path,
+    label, patient_id and source (e.g. images the audit chose: held out of training by patient).
+    """
+    if isinstance(images, pd.DataFrame):
+        missing = [c for c in TABLE_COLUMNS if c not in images.columns]
+        if missing:
+            raise UserError(f"the table of images lacks the column(s) {missing}",
+                            f"give {', '.join(TABLE_COLUMNS)}")
+        table, problems = images[list(TABLE_COLUMNS)].reset_index(drop=True), []
+        table["label"] = table["label"].replace(relabel or {})
+    else:
+        table, problems = labelled_images(images, relabel)
     pred, unreadable = predict_table(model, table)
     if pred.empty:
-        raise UserError(f"--images {images}: none of the {len(table)} images could be read",
+        raise UserError(f"none of the {len(table)} images could be read",
                         "; ".join(unreadable[:3]))
     unknown = pred.loc[~pred["known"], "label"].value_counts().to_dict()
     scored = metrics_table(pred, model.classes, n_boot) if pred["known"].any() else \

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib import cli, external_sources, imaging, modelfile, sources
+from cxrlib import cli, evaluate, external_sources, imaging, modelfile, sources
 from cxrlib.errors import UserError
 from cxrlib.paper import CLASSES
 
@@ -264,8 +264,14 @@ def test_the_hannover_reader_is_for_evaluation_only(tmp_path, tiny_run, capsys):
     assert cli.main(["evaluate", "--model", str(tiny_run["model"]), "--images", str(folder),
                      "--bootstrap", "50", "--out", str(tmp_path / "out")]) == 0
     assert "hannover" in capsys.readouterr().out
-    table = pd.read_csv(tmp_path / "out" / "metrics.csv")
-    external = table[table["source"] == "hannover"]
+    scores = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    external = scores[scores["source"] == "hannover"]
     # No specificity: the source has no negatives.
     assert set(external["metric"]) == {"accuracy", "sensitivity", "recall COVID-19"}
     assert set(external["n_images"]) == {6} and set(external["n_patients"]) == {3}
+    # The library takes the same images as a table (as the audit passes its held-out images).
+    frame = table.rename(columns={"source_patient_id": "patient_id"})
+    again = evaluate.evaluate(modelfile.load_model(tiny_run["model"]), frame, n_boot=50)
+    pd.testing.assert_frame_equal(
+        again.metrics[again.metrics["source"] == "hannover"].reset_index(drop=True),
+        external.reset_index(drop=True), check_dtype=False)
