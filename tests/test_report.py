@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cxrlib import comparison, figures, glue, metrics, paper, paths, results, runs, tables
+from cxrlib.errors import UserError
 from cxrlib.profiles import BUNDLE_CLASSES, get_profile
 
 matplotlib.use("Agg")
@@ -263,6 +264,30 @@ def test_book_run_preference(stores, tmp_path, monkeypatch):
     assert runs.book_run(empty) == empty / "default" and runs.demo_run(empty) is None
     monkeypatch.setenv(runs.BOOK_RUN_VARIABLE, "seven")
     assert runs.book_run(root) == root / "seven"
+
+
+def test_a_run_is_named_and_found_in_one_place(stores, monkeypatch):
+    monkeypatch.delenv(runs.BOOK_RUN_VARIABLE, raising=False)
+    root = stores["root"]
+    assert runs.run_name("", get_profile("tiny")) == "tiny" and runs.run_name(None, "paper") == \
+        "paper"
+    assert runs.run_name("mine", "tiny") == "mine"
+    with pytest.raises(UserError, match="is not a name"):
+        runs.run_name("../elsewhere", "tiny")
+    assert runs.resolve("seven", root) == root / "seven"
+    assert runs.resolve(stores["bundle"]) == stores["bundle"], "a folder is itself"
+    assert runs.resolve(None, root) == runs.book_run(root) == root / "paper-bundle"
+    with pytest.raises(UserError):
+        runs.resolve("..", root)
+    # The run just made is shown when it is real; a synthetic one gives way to a real one.
+    assert runs.book_run(root, made="seven") == root / "seven"
+    assert runs.book_run(root, made="default") == root / "paper-bundle"
+    assert runs.run_classes(stores["bundle"]) == tuple(BUNDLE_CLASSES)
+    assert runs.fold_classes(stores["bundle"], "from_scratch", 0) == tuple(BUNDLE_CLASSES)
+    assert runs.run_configs(stores["seven"]) == get_profile("tiny").configs, "the profile's"
+    assert runs.has_results(stores["seven"], "from_scratch")
+    assert not runs.has_results(stores["seven"], "off_the_shelf")
+    assert runs.curated_manifest(stores["bundle"]) is None, "no curated set stored with it"
 
 
 def test_prose_numbers_are_plain_and_complete(stores):
