@@ -44,6 +44,14 @@ def run_name(run: str | None, profile: Profile | str) -> str:
     return paths.check_run_name(run or default)
 
 
+def override_run_name(name: str, overrides: dict) -> str:
+    """A run name of its own for a profile with overrides (``--set``, the audit's variants):
+    results of different settings must never mix in one run."""
+    parts = [f"{k}-{v if not isinstance(v, (tuple, dict)) else len(v)}"
+             for k, v in sorted(overrides.items())]
+    return paths.check_run_name("_".join([name] + parts).replace("/", "-").replace(" ", ""))
+
+
 def resolve(run: str | Path | None = None, results_root: str | Path | None = None) -> Path:
     """A run's folder from its name (under the results store), from a folder, or from nothing
     (the run the book shows, :func:`book_run`)."""
@@ -163,7 +171,7 @@ def run_environment(run: str | Path) -> dict:
     dates = first_column(infos, ("finished_at", "finished", "end_time", "date", "timestamp"))
     when = pd.to_datetime(dates, errors="coerce", utc=True) if dates is not None else \
         pd.Series(pd.NaT, index=infos.index)
-    when = when.fillna(infos["_written"])
+    when = when.fillna(infos["_written"].astype(when.dtype))  # a fold.json without a date
     return {
         "folds": len(infos),
         "devices": _distinct(first_column(infos, ("environment.device", "device"))),
