@@ -77,13 +77,13 @@ def main() -> int:
                              "benchmarks/results/cluster-<profile>.json; '' for nowhere)")
     args = parser.parse_args()
 
-    from cxrlib import cv
+    from cxrlib import arguments
     from cxrlib.curate import ensure_curated
     from cxrlib.profiles import get_profile
 
     profile = get_profile(args.profile)
-    configs = cv.split_list(args.configs)
-    folds = cv.split_folds(args.folds)
+    configs = arguments.split_list(args.configs) or None
+    folds = [int(f) for f in arguments.split_list(args.folds)] or None
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_cluster-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     curated = ensure_curated(profile)

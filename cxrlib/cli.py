@@ -1,9 +1,8 @@
 """The command line: ``python -m cxrlib <command>`` (or ``cxrlib <command>``); ``--help`` on each.
 
-One surface for every command. The commands that run something share one set of run arguments
-(:func:`add_run_arguments`: ``--profile``, ``--run``, ``--data``, ``--configs``, ``--folds``,
-``--set FIELD=VALUE``), checked in one place (:func:`run_choice`) before anything trains. Each
-command's handler only turns arguments into a call of the library.
+One surface for every command: each command adds its arguments (the run arguments they share
+come from :mod:`cxrlib.arguments`, checked there once, before anything trains) and its handler
+turns them into one call of the library.
 
 Errors: a wrong argument or input raises :class:`cxrlib.errors.UserError`; :func:`main` prints it
 as one line, ``error: <what is wrong> — <what to do>``, on stderr and returns 2. ``--debug`` (or
@@ -12,20 +11,17 @@ as one line, ``error: <what is wrong> — <what to do>``, on stderr and returns 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 from . import paths
+from .arguments import (RunChoice, add_run_arguments, checked_configs, checked_folds,
+                        checked_results_root, run_choice)
 from .errors import EXIT_USAGE, UserError
-from .profiles import PROFILES, Profile, get_profile, parse_config
 
-#: The real sources' folders a data folder may hold (see cxrlib.sources and `download --list`).
-SOURCE_FOLDERS = ("cohen", "kermany", "nih", "nih_rxtorax", "hannover")
 DEBUG_ENV = "CXRLIB_DEBUG"
 
 
@@ -40,169 +36,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message}", f"see `{self.prog} --help`")
-
-
-# ---------------------------------------------------------------------------------------------
-# The run arguments every running command shares
-# ---------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class RunChoice:
-    """What a command was asked to run, checked."""
-
-    profile: Profile
-    run: str
-    data: Path | None          # the real sources' folder (None: the default, or synthetic)
-    configs: list[str] | None  # None: the profile's
-    folds: list[int] | None    # None: all
-    overrides: dict
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> None:
-    parser.add_argument("--profile", default=None,
-                        help="run profile, one of " + ", ".join(PROFILES) + " (cxrlib/profiles.py;"
-                             " default: 'default', or 'paper' when --data is given)")
-    parser.add_argument("--run", default=None,
-                        help="run name: letters, digits, '-', '_', '.' (default: the profile's "
-                             "name, plus the --set overrides if any)")
-    parser.add_argument("--data", default=None,
-                        help="folder of the real sources (cohen/, kermany/, nih/, ...), for a "
-                             "real-data profile; default: $CXRLIB_DATA or ../shared/data")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a profile setting, e.g. --set epochs=3 (repeatable)")
-    if selection:
-        parser.add_argument("--configs", default="",
-                            help="comma-separated configurations, e.g. from_scratch,fine_tune_3 "
-                                 "(default: the profile's)")
-        parser.add_argument("--folds", default="",
-                            help="comma-separated test folds, e.g. 0,1 (default: all)")
-
-
-def run_choice(args: argparse.Namespace) -> RunChoice:
-    """The profile, run name, data folder, configurations and folds asked for, each checked."""
-    data = checked_data_dir(args.data) if args.data is not None else None
-    name = args.profile or ("paper" if data else "default")
-    if name not in PROFILES:
-        raise UserError(f"unknown profile {name!r}", f"choose one of {', '.join(PROFILES)}")
-    overrides = parse_overrides(PROFILES[name], args.set)
-    try:
-        profile = get_profile(name, **overrides)
-    except ValueError as e:
-        raise UserError(f"--set: {e}", "see the profile's fields in cxrlib/profiles.py") from None
-    if data is not None and profile.dataset != "real":
-        raise UserError(f"--data is for real-data profiles; profile {name!r} uses built-in "
-                        f"synthetic data", "add --profile paper-bundle (or another real-data "
-                                           "profile), or leave --data out")
-    if args.run is not None:
-        run = paths.check_run_name(args.run)
-    else:
-        run = override_run_name(profile.name, overrides) if overrides else profile.name
-    configs = checked_configs(profile, getattr(args, "configs", ""))
-    folds = checked_folds(profile, getattr(args, "folds", ""), "--folds")
-    return RunChoice(profile, run, data, configs, folds, overrides)
-
-
-def checked_data_dir(text: str) -> Path:
-    """``--data``: an existing folder holding at least one source in its original layout."""
-    folder = Path(text).expanduser()
-    if not folder.exists():
-        raise UserError(f"--data {text}: no such folder",
-                        "give the folder that holds cohen/, kermany/, nih/ (see `python -m "
-                        "cxrlib download --list`)")
-    if not folder.is_dir():
-        raise UserError(f"--data {text}: not a folder", "give the folder that holds the sources")
-    if not any((folder / name).is_dir() for name in SOURCE_FOLDERS):
-        raise UserError(f"--data {text}: holds none of the sources' folders "
-                        f"({', '.join(n + '/' for n in SOURCE_FOLDERS)})",
-                        "point --data at the folder that holds them; `python -m cxrlib download "
-                        "--list` says what goes where")
-    return folder.resolve()
-
-
-def split_list(text: str) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
-def checked_configs(profile: Profile, text: str) -> list[str] | None:
-    configs = split_list(text)
-    for config in configs:
-        try:
-            parse_config(config)
-        except ValueError:
-            raise UserError(f"configuration {config!r} is unknown",
-                            "use off_the_shelf, fine_tune_<blocks> (e.g. fine_tune_3) or "
-                            f"from_scratch; profile {profile.name!r} runs "
-                            f"{','.join(profile.configs)}") from None
-    return configs or None
-
-
-def checked_folds(profile: Profile, text: str, option: str) -> list[int] | None:
-    items = split_list(text)
-    folds = []
-    for item in items:
-        if not item.isdigit() or int(item) >= profile.n_folds:
-            raise UserError(f"{option} {text}: {item!r} is not a fold of profile "
-                            f"{profile.name!r}", f"folds are numbered 0..{profile.n_folds - 1}")
-        folds.append(int(item))
-    return folds or None
-
-
-def parse_overrides(profile: Profile, settings: list[str]) -> dict:
-    """``["epochs=3", "mixed_precision=true"]`` -> typed overrides of the profile's fields."""
-    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
-    known = ", ".join(sorted(k for k in fields if k != "name"))
-    overrides = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep or key not in fields or key == "name":
-            raise UserError(f"--set {setting!r}: not FIELD=VALUE with a profile field",
-                            f"fields are {known}")
-        overrides[key] = typed_value(setting, key, fields[key], text)
-    return overrides
-
-
-def typed_value(setting: str, key: str, current, text: str):
-    """``text`` as the type of the field's current value."""
-    try:
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        if isinstance(current, (int, float, str)):
-            return type(current)(text)
-        if isinstance(current, tuple):
-            return tuple(t.strip() for t in text.split(",") if t.strip())
-        return json.loads(text)  # dicts (learning_rates)
-    except ValueError:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(
-            type(current), "JSON such as {\"from_scratch\": 0.001}")
-        raise UserError(f"--set {setting!r}: {key} takes {kind}",
-                        f"e.g. --set {key}={json.dumps(current) if not isinstance(current, bool) else 'true'}") from None
-
-
-def override_run_name(name: str, overrides: dict) -> str:
-    """A run name of its own for a profile with overrides (results must never mix)."""
-    parts = [f"{k}-{v if not isinstance(v, (tuple, dict)) else len(v)}"
-             for k, v in sorted(overrides.items())]
-    return paths.check_run_name("_".join([name] + parts).replace("/", "-").replace(" ", ""))
-
-
-def checked_results_root(text: str | None) -> Path | None:
-    """``--results``: a folder that exists or can be made, and can be written."""
-    if text is None:
-        return None
-    root = Path(text).expanduser()
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--results {text}: is a file, not a folder", "give a folder")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".cxrlib-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--results {text}: cannot write there ({e.strerror})",
-                        "give a folder you can write to") from None
-    return root.resolve()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,10 +130,7 @@ def run_options(args: argparse.Namespace, choice: RunChoice) -> dict:
 def run_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
     options = run_options(args, choice)
-    if args.executor == "local":
-        run_path = library("cv").run_profile(choice.profile, **options)
-    else:
-        run_path = library("cluster").run_with_executor(args.executor, choice.profile, **options)
+    run_path = library("cluster").run_profile(choice.profile, executor=args.executor, **options)
     print(f"results: {run_path}", flush=True)
     return 0
 
@@ -366,9 +196,8 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def audit_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
-    where = library("audit").run_audit(choice.profile, choice.run, data_dir=choice.data,
-                                       train=not args.no_train)
-    print(f"audit tables: {where}")
+    library("audit").run_audit(choice.profile, choice.run, data_dir=choice.data,
+                               train=not args.no_train)  # it says where the tables are
     return 0
 
 
@@ -415,11 +244,9 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
 def export_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
     checked_configs(choice.profile, args.config)
-    folds = split_list(args.folds)
-    if not all(f.isdigit() for f in folds):
-        raise UserError(f"--folds {args.folds}: not fold numbers", "give e.g. --folds 0,1")
     path = library("modelfile").export_model(
-        choice.run, args.config, folds=[int(f) for f in folds] or None, out=args.out,
+        choice.run, args.config, folds=checked_folds(choice.profile, args.folds, "--folds"),
+        out=args.out,
         results_root=checked_results_root(args.results))
     print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -26,7 +26,6 @@ Command line: ``python -m cxrlib run --profile default [--configs ...] [--folds 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -310,51 +309,3 @@ def run_profile(profile: Profile | str, configs=None, folds=None, run: str | Non
                  save_weights=save_weights_folds is None or fold in save_weights_folds)
     log(f"{len(todo)} fold(s) of {run_path.name} done in {time.perf_counter() - start:.0f}s")
     return run_path
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-def parse_overrides(profile: Profile, settings: list[str]) -> dict:
-    """``["epochs=3", "mixed_precision=true"]`` -> typed overrides of the profile's fields."""
-    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
-    overrides = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep or key not in fields or key == "name":
-            raise ValueError(f"--set {setting!r}: expected FIELD=VALUE with FIELD one of "
-                             f"{sorted(k for k in fields if k != 'name')}")
-        current = fields[key]
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--set {setting!r}: {key} is true or false")
-            overrides[key] = text.lower() in ("true", "1")
-        elif isinstance(current, (int, float, str)):
-            overrides[key] = type(current)(text)
-        elif isinstance(current, tuple):
-            overrides[key] = tuple(t.strip() for t in text.split(",") if t.strip())
-        else:  # dicts (learning_rates): JSON
-            overrides[key] = json.loads(text)
-    return overrides
-
-
-def override_run_name(name: str, overrides: dict) -> str:
-    """A run name of its own for a profile with overrides (results must never mix)."""
-    parts = [f"{k}-{v if not isinstance(v, (tuple, dict)) else len(v)}"
-             for k, v in sorted(overrides.items())]
-    return "_".join([name] + parts).replace("/", "-").replace(" ", "")
-
-
-def split_list(text: str) -> list[str] | None:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    return items or None
-
-
-def split_folds(text: str) -> list[int] | None:
-    """``"0,1"`` -> ``[0, 1]``; ``""`` -> None (all folds)."""
-    items = split_list(text)
-    try:
-        return [int(f) for f in items] if items else None
-    except ValueError:
-        raise ValueError(f"folds {text!r}: expected fold numbers such as 0,1") from None

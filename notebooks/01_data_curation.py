@@ -41,15 +41,13 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cxrlib import curate, curation_figures as cf, paths
+from cxrlib import arguments, curate, curation_figures as cf, paths
 from cxrlib.dataset import read_summary
 from cxrlib.paper import CITATION
-from cxrlib.profiles import get_profile
 
-overrides = {k: v for k, v in dict(image_size=image_size, seed=seed).items() if v}
-chosen = get_profile(profile, **overrides)
-if data:
-    chosen = chosen.replace(dataset="real")
+# The parameters, checked as the command line checks them (`--data` only with a real profile).
+settings = [f"{k}={v}" for k, v in dict(image_size=image_size, seed=seed).items() if v]
+chosen = arguments.choose(profile, None, data or None, settings=settings).profile
 data_dir = Path(data) if data else (paths.default_data_dir() if chosen.dataset == "real" else None)
 out = Path(run) if run else curate.curated_dir_for(chosen)
 if not run:

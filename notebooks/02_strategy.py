@@ -58,15 +58,12 @@ executor = "local"  # where folds train: "local" (this kernel), "dask" or "dask:
 # %%
 from IPython.display import Markdown, display
 
-from cxrlib import cluster, cv, figures, metrics, results, runs, tables
-from cxrlib.profiles import get_profile, parse_config
+from cxrlib import arguments, cluster, figures, metrics, results, runs, tables
 
-parse_config(config)  # a clear error for a configuration that does not exist
-chosen = get_profile(profile)
-if data:  # real sources given: as the curation notebook does, read them
-    chosen = chosen.replace(dataset="real")
-run_path = cluster.run_profile(chosen, configs=[config], folds=cv.split_folds(folds),
-                               run=run or None, data_dir=data or None, executor=executor)
+# The parameters, checked as the command line checks them (a clear error for a wrong one).
+chosen = arguments.choose(profile, run or None, data or None, configs=config, folds=folds)
+run_path = cluster.run_profile(chosen.profile, configs=chosen.configs, folds=chosen.folds,
+                               run=chosen.run, data_dir=chosen.data, executor=executor)
 display(Markdown(f"**{runs.run_label(run_path)}**; `{config}` (results: `{run_path}`)"))
 
 # %% [markdown]

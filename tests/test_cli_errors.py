@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cxrlib import cli, cluster, results
+from cxrlib import arguments, cli, dask_clusters, results, runs
 from cxrlib.profiles import get_profile
 
 from conftest import write_curated
@@ -174,7 +174,7 @@ def test_images_that_do_not_decode_are_named(tmp_path, capsys):
 
 
 def test_an_executor_address_that_does_not_answer(tmp_path, tiny_curated, capsys, monkeypatch):
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(dask_clusters, "CONNECT_TIMEOUT", "2s")
     address = f"tcp://127.0.0.1:{free_port()}"
     status, _, err = run_cli(["run", "--profile", "tiny", "--curated", str(tiny_curated),
                               "--results", str(tmp_path / "results"), "--executor", address],
@@ -226,3 +226,17 @@ def test_retrain_corrupt_sets_the_fold_aside_and_trains_it_again(tmp_path, tiny_
     info = json.loads((folder / "fold.json").read_text())
     assert info["n_test"] == len(pd.read_csv(folder / "predictions.csv")) > 3
     assert "set aside as fold-00.corrupt-1" in out
+
+
+def test_overrides_from_the_command_line_are_typed_and_checked():
+    profile = get_profile("default")
+    got = arguments.parse_overrides(profile, ["epochs=3", "val_fraction=0.2",
+                                              "mixed_precision=true", "grouping=patient",
+                                              "configs=from_scratch,fine_tune_3"])
+    assert got == {"epochs": 3, "val_fraction": 0.2, "mixed_precision": True,
+                   "grouping": "patient", "configs": ("from_scratch", "fine_tune_3")}
+    assert runs.override_run_name("default", {"epochs": 3}) == "default_epochs-3"
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        arguments.parse_overrides(profile, ["epoch=3"])
+    with pytest.raises(ValueError, match="true or false"):
+        arguments.parse_overrides(profile, ["mixed_precision=maybe"])

@@ -66,19 +66,6 @@ def test_too_few_images_for_the_folds_is_a_clear_error(tmp_path):
         cv.make_folds(manifest, get_profile("tiny", n_folds=3))
 
 
-def test_overrides_from_the_command_line_are_typed_and_checked():
-    profile = get_profile("default")
-    got = cv.parse_overrides(profile, ["epochs=3", "val_fraction=0.2", "mixed_precision=true",
-                                       "grouping=patient", "configs=from_scratch,fine_tune_3"])
-    assert got == {"epochs": 3, "val_fraction": 0.2, "mixed_precision": True,
-                   "grouping": "patient", "configs": ("from_scratch", "fine_tune_3")}
-    assert cv.override_run_name("default", {"epochs": 3}) == "default_epochs-3"
-    with pytest.raises(ValueError, match="FIELD=VALUE"):
-        cv.parse_overrides(profile, ["epoch=3"])
-    with pytest.raises(ValueError, match="true or false"):
-        cv.parse_overrides(profile, ["mixed_precision=maybe"])
-
-
 @pytest.fixture()
 def standin_weights(standin_keras_home, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(standin_keras_home))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import cv, explain, results
+from .. import cv, explain, results, runs
 from ..profiles import Profile, audit_settings, get_profile
 
 #: The retrainings: the profile changes each makes (the configuration is the audit's).
@@ -36,7 +36,7 @@ def variant_path(run_path: str | Path, variant: str) -> Path:
     makes ``<run>_grouping-patient``), which holds the same retraining."""
     run_path = Path(run_path)
     ours = run_path.parent / variant_run(run_path.name, variant)
-    theirs = run_path.parent / cv.override_run_name(run_path.name, VARIANTS[variant])
+    theirs = run_path.parent / runs.override_run_name(run_path.name, VARIANTS[variant])
     return theirs if not ours.exists() and (theirs / "profile.json").is_file() else ours
 
 
