@@ -44,7 +44,7 @@
 profile = "default"  # a name from cxrlib.profiles.PROFILES
 run = ""  # results run name; empty: the profile's name
 data = ""  # folder of the real sources; empty: the profile's data (synthetic or the default)
-config = "from_scratch"  # off_the_shelf, fine_tune_<n> (n = 1, 3, 5, 7, 9, 11) or from_scratch
+config = "from_scratch"  # off_the_shelf, fine_tune_<n> (n: 1, 3, 5, 7, 9, 11) or from_scratch
 folds = ""  # folds to run, e.g. "0,1"; empty: all
 executor = "local"  # where folds train: "local" (this kernel), "dask" or "dask:N" (a local
 # Dask cluster of N workers), a scheduler address, or "slurm:<config.yaml>" (cxrlib.cluster)
