@@ -83,10 +83,9 @@ def choose(profile: str | None = None, run: str | None = None, data: str | None 
         raise UserError(f"--data is for real-data profiles; profile {name!r} uses built-in "
                         f"synthetic data", "add --profile paper-bundle (or another real-data "
                                            "profile), or leave --data out")
-    if run is not None:
-        run_name = paths.check_run_name(run)
-    else:
-        run_name = runs.override_run_name(chosen.name, overrides) if overrides else chosen.name
+    # Default: the profile's name, plus the overrides (results of other settings never mix).
+    run_name = paths.check_run_name(run) if run is not None else \
+        runs.override_run_name(chosen.name, overrides)
     return RunChoice(chosen, run_name, data_dir, checked_configs(chosen, configs),
                      checked_folds(chosen, folds, "--folds"), overrides)
 
