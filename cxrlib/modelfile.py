@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, results, runs
+from . import metrics, paths, regions, results, runs
 from .cv import weights_path
 from .errors import UserError
 from .profiles import parse_config
@@ -101,7 +101,8 @@ def describe(run_path: Path, config: str, folds: list[int], internal) -> dict:
     commits = runs.run_environment(run_path)["commits"]
     return {
         "format": FORMAT, "version": VERSION, "classes": list(classes[0]),
-        "image_size": profile.image_size, "preprocessing": PREPROCESSING,
+        "image_size": profile.image_size,
+        "preprocessing": {**PREPROCESSING, "input_mask": profile.input_mask},
         "architecture": {"builder": "cxrlib.model.build_model", "strategy": strategy,
                          "trainable_blocks": blocks, "n_classes": len(classes[0])},
         "run": run_path.name, "config": config, "folds": folds,
@@ -257,9 +258,15 @@ class LoadedModel:
     def image_size(self) -> int:
         return int(self.description["image_size"])
 
+    def network_input(self, images: np.ndarray) -> np.ndarray:
+        """Letterboxed uint8 images (N, S, S) as the networks were trained on them: masked like
+        the run's (an audit retraining that saw only the borders or the lungs), else as they are."""
+        mask = self.description["preprocessing"].get("input_mask", "none")
+        return regions.apply_input_mask(np.asarray(images, dtype=np.uint8), mask)
+
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities (N, classes) of uint8 images (N, S, S): the folds' mean."""
-        x = np.asarray(images, dtype=np.uint8)[..., None]
+        x = self.network_input(images)[..., None]
         if not len(x):
             return np.zeros((0, len(self.classes)), np.float32)
         # predict_on_batch: after its first two batch sizes TensorFlow traces one function for
@@ -282,7 +289,8 @@ class LoadedModel:
         """Grad-CAM maps (N, h, w) in [0, 1]: the folds' maps averaged, then scaled to max 1."""
         from .explain import gradcam
 
-        maps = np.mean([gradcam(net, images, class_indices) for net in self.networks], axis=0)
+        x = self.network_input(images)
+        maps = np.mean([gradcam(net, x, class_indices) for net in self.networks], axis=0)
         peak = maps.max(axis=(1, 2), keepdims=True)
         return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
 

@@ -139,6 +139,18 @@ def test_the_loaded_ensemble_is_the_mean_of_its_folds(tiny_run):
     np.testing.assert_allclose(model.predict(images).sum(axis=1), 1, rtol=1e-5)
 
 
+def test_a_model_trained_on_masked_images_is_given_masked_images():
+    from cxrlib.regions import apply_input_mask
+
+    images = np.random.default_rng(2).integers(0, 256, (2, 32, 32), dtype=np.uint8)
+    masked = modelfile.LoadedModel(Path("m"), {"preprocessing": {"input_mask": "border_only"}}, [])
+    np.testing.assert_array_equal(masked.network_input(images),
+                                  apply_input_mask(images, "border_only"))
+    plain = modelfile.LoadedModel(Path("m"), {"preprocessing": {"input_mask": "none"}}, [])
+    np.testing.assert_array_equal(plain.network_input(images), images)
+    assert not np.array_equal(masked.network_input(images), images)
+
+
 def tampered(source: Path, out: Path, change=None, truncate: bool = False) -> Path:
     """A copy of a model file with its description changed by ``change``, or cut short."""
     if truncate:
