@@ -110,6 +110,19 @@ def is_dicom(path: str | Path) -> bool:
         return False
 
 
+def voi_lut(item, values: np.ndarray) -> np.ndarray:
+    """A VOI LUT Sequence item applied to stored values: the table looked up at (value - first
+    mapped value), clipped to its ends. (pydicom's apply_voi indexes an 8-bit table with 8-bit
+    numbers, so a table of more than 256 entries wraps.)"""
+    entries, first, _ = (int(v) for v in item.LUTDescriptor)
+    data = item.LUTData
+    # LUTData is US (numbers) or OW (little-endian 16-bit words, the usual transfer syntaxes).
+    table = np.frombuffer(data, "<u2") if isinstance(data, bytes) else np.asarray(data)
+    table = table[:entries or 2 ** 16].astype(np.float64)
+    index = np.clip(np.round(values).astype(np.int64) - first, 0, len(table) - 1)
+    return table[index]
+
+
 def dicom_display(ds, values: np.ndarray) -> np.ndarray:
     """Stored values (after the modality LUT) as the 8-bit grey levels a viewer shows.
 
@@ -117,11 +130,10 @@ def dicom_display(ds, values: np.ndarray) -> np.ndarray:
     (centre/width, DICOM's LINEAR function: below the window black, above white); else the
     values min-max scaled, as for 16-bit PNGs. MONOCHROME1 (white = low values) is inverted.
     """
-    from pydicom.pixels import apply_voi
-
     if "VOILUTSequence" in ds:
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        shown = apply_voi(values, ds).astype(np.float64) * (255.0 / (2 ** bits - 1))
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        shown = voi_lut(item, values) * (255.0 / (2 ** bits - 1))
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         first = lambda v: float(v[0] if isinstance(v, (list, tuple)) or  # noqa: E731
                                 getattr(v, "VM", 1) > 1 else v)

@@ -79,6 +79,22 @@ def test_dicom_window_and_rescale_are_applied(tmp_path):
     assert abs(int(gray[0, np.argmin(np.abs(values))]) - 128) <= 2  # the centre is mid-grey
 
 
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_dicom_voi_lut_is_looked_up_over_its_whole_length(tmp_path, vr):
+    from pydicom.dataset import Dataset
+
+    # 4096 entries of 8 bits, mapping stored values 100..4195 to 255 down to 0.
+    table = np.array([255 - v // 16 for v in range(4096)], dtype="<u2")
+    item = Dataset()
+    item.LUTDescriptor = [4096, 100, 8]
+    item.add_new(0x00283006, vr, table.tobytes() if vr == "OW" else table.tolist())
+    pixels = ramp()
+    gray, _ = imaging.decode(write_dicom(tmp_path / "lut.dcm", pixels, VOILUTSequence=[item]))
+    expected = table[np.clip(pixels.astype(int) - 100, 0, 4095)]
+    np.testing.assert_array_equal(gray, expected.astype(np.uint8))
+    assert gray.min() == 6 and gray.max() == 255
+
+
 def test_an_unreadable_dicom_is_an_image_error_naming_it(tmp_path):
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"garbage")
