@@ -38,6 +38,7 @@ import pandas as pd
 
 from . import metrics, paths, regions, results, runs
 from .cv import weights_path
+from .explain import gradcam
 from .errors import UserError
 from .profiles import parse_config
 
@@ -221,7 +222,7 @@ def read_weights(path: Path, description: dict) -> list[list[np.ndarray]]:
 
 def build_network(description: dict, arrays: list[np.ndarray], path: Path):
     """One fold's network, rebuilt from the description and loaded with ``arrays``."""
-    from .model import build_model
+    from .model import build_model  # imports Keras and TensorFlow (seconds): only when loading
 
     arch = description["architecture"]
     n_classes = len(description["classes"])
@@ -287,8 +288,6 @@ class LoadedModel:
 
     def gradcam(self, images: np.ndarray, class_indices) -> np.ndarray:
         """Grad-CAM maps (N, h, w) in [0, 1]: the folds' maps averaged, then scaled to max 1."""
-        from .explain import gradcam
-
         x = self.network_input(images)
         maps = np.mean([gradcam(net, x, class_indices) for net in self.networks], axis=0)
         peak = maps.max(axis=(1, 2), keepdims=True)
@@ -297,7 +296,7 @@ class LoadedModel:
 
 def load_model(path: str | Path, expect: dict | None = None) -> LoadedModel:
     """Read, check and rebuild a model file (see the module docstring for what is refused)."""
-    import keras
+    import keras  # TensorFlow's import takes seconds: `export` and reading a description skip it
 
     path = Path(path)
     description = read_description(path)

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from . import imaging
 from .errors import UserError
+from .explain import upsample
 from .modelfile import LoadedModel, load_model
 
 #: Side of the Grad-CAM pictures (the model's image size when that is larger).
@@ -80,7 +82,7 @@ def probability_table(paths: list[str], probabilities: np.ndarray,
 
 def overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """RGB uint8: the grey ``image`` with ``heat`` (same shape, 0..1) in the jet colours."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # matplotlib's import takes a second: only for --gradcam
 
     grey = np.repeat(image[..., None].astype(np.float32) / 255.0, 3, axis=2)
     colour = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
@@ -102,10 +104,6 @@ def gradcam_file(folder: Path, source: str, taken: set[str]) -> Path:
 def write_gradcams(model: LoadedModel, images: np.ndarray, paths: list[str],
                    predicted: np.ndarray, folder: str | Path) -> list[Path]:
     """One PNG per image: its Grad-CAM for the predicted class over the radiograph."""
-    from PIL import Image
-
-    from .explain import upsample
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     side = max(OVERLAY_SIDE, model.image_size)
