@@ -232,7 +232,8 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, selection=False)
     parser.add_argument("--config", required=True,
                         help="the configuration to export, e.g. from_scratch or fine_tune_3")
-    parser.add_argument("--folds", default="",
+    # Not `folds`: run_choice would check them against --profile, not against the stored run.
+    parser.add_argument("--folds", dest="export_folds", default="",
                         help="comma-separated folds (default: every fold whose weights were "
                              "kept); several folds are averaged (an ensemble)")
     parser.add_argument("--results", default=None, help="results root (default: results/)")
@@ -244,10 +245,12 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
 def export_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
     checked_configs(choice.profile, args.config)
+    root = checked_results_root(args.results)
+    # The folds are those of the stored run (whatever --profile names), when it exists.
+    stored = library("runs").run_profile(library("results").run_dir(choice.run, root))
     path = library("modelfile").export_model(
-        choice.run, args.config, folds=checked_folds(choice.profile, args.folds, "--folds"),
-        out=args.out,
-        results_root=checked_results_root(args.results))
+        choice.run, args.config, out=args.out, results_root=root,
+        folds=checked_folds(stored or choice.profile, args.export_folds, "--folds"))
     print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -200,6 +200,9 @@ def test_a_model_file_that_does_not_match_is_refused(tiny_run, tmp_path, capsys)
     half = tampered(model, tmp_path / "half.cxrmodel", truncate=True)
     with pytest.raises(UserError, match="not a usable cxrlib model file"):
         modelfile.read_description(half)
+    # Folds are checked against the stored run (2 folds), not the default profile (3).
+    assert cli.main(["export", "--run", "tiny", "--config", "from_scratch", "--folds", "2"]) == 2
+    assert "not a fold of profile 'tiny'" in capsys.readouterr().err
     # On the command line: one line, exit status 2.
     png = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
