@@ -5,6 +5,8 @@ are kept out of :data:`cxrlib.sources.READERS`, so no curation, training profile
 selection reads them: ``python -m cxrlib evaluate`` (:mod:`cxrlib.evaluate`) and the audit's
 external validation do, through :data:`EXTERNAL_READERS`.
 
+- NIH ChestX-ray14 findings no profile trains on (:func:`read_nih_findings`: adult
+  pneumonia, adult "No Finding"), to be kept to patients a run never saw (:func:`held_out`);
 - Hannover Medical School, Institute for Diagnostic and Interventional Radiology: the
   ml-workgroup/covid-19-image-repository (CC BY 3.0; cite doi:10.6084/m9.figshare.12275009);
   the shared copy keeps only patients absent from Cohen's collection (``PROVENANCE.md``,
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .sources import SourceError, _frame, _index_images, _read_table, _sex
+from .sources import (SourceError, _age, _frame, _index_images, _nih_table, _population,
+                      _read_table, _sex)
 
 
 def read_hannover(directory, problems: list | None = None) -> pd.DataFrame:
@@ -48,6 +51,47 @@ def read_hannover(directory, problems: list | None = None) -> pd.DataFrame:
         raise SourceError(f"{d}: none of the images listed in data.csv is in the folder",
                           "expected images/<image_id>.jpg beside data.csv")
     return _frame(rows, d.parent)
+
+
+def read_nih_findings(directory, findings=("Pneumonia", "No Finding"), adults_only=True,
+                      problems: list | None = None) -> pd.DataFrame:
+    """NIH ChestX-ray14 images labelled with exactly one of ``findings`` (single-label rows):
+    e.g. adult pneumonia, which no training profile takes from NIH (its pneumonia is Kermany's
+    paediatric one), and adult "No Finding". Source ``nih``, patients ``nih:<Patient ID>`` as
+    :func:`cxrlib.sources.read_nih` names them; :func:`held_out` drops the patients a run
+    curated."""
+    problems = [] if problems is None else problems
+    d = Path(directory)
+    table = _nih_table(d)
+    meta = _read_table(table, {"Image Index": ("image_index",), "Finding Labels": (),
+                               "Patient ID": ("patient_id",), "Patient Age": (),
+                               "Patient Gender": (), "View Position": ()},
+                       "the NIH ChestX-ray14 label table")
+    images = _index_images(d)
+    rows = []
+    for r in meta.to_dict("records"):
+        age = _age(r["Patient Age"])
+        if r["Finding Labels"].strip() not in findings or (adults_only and not age >= 18):
+            continue
+        path = images.get(Path(r["Image Index"]).stem)
+        if path is None:
+            problems.append(f"{table}: {r['Image Index']} is listed but not in {d}; skipped")
+            continue
+        rows.append(dict(path=str(path), label=r["Finding Labels"].strip(), source="nih",
+                         finding=r["Finding Labels"],
+                         source_patient_id=f"nih:{r['Patient ID'].strip().lstrip('0') or '0'}",
+                         view=r["View Position"].strip(), age=age, sex=_sex(r["Patient Gender"]),
+                         subtype="", population=_population(age, "adult"), split="",
+                         preference=0, multilabel=False))
+    return _frame(rows, d.parent)
+
+
+def held_out(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a reader's ``table`` whose patient has no image in a run's curated
+    ``manifest`` (:func:`cxrlib.runs.curated_manifest`; excluded rows count too, to be safe):
+    images from patients the run's networks never saw."""
+    curated = set(manifest["patient_id"])
+    return table[~table["source_patient_id"].isin(curated)].reset_index(drop=True)
 
 
 #: Source folder name -> reader, for evaluation only.

@@ -306,3 +306,27 @@ def test_the_hannover_reader_is_for_evaluation_only(tmp_path, tiny_run, capsys):
     pd.testing.assert_frame_equal(
         again.metrics[again.metrics["source"] == "hannover"].reset_index(drop=True),
         external.reset_index(drop=True), check_dtype=False)
+
+
+def test_nih_findings_no_profile_trains_on_kept_to_unseen_patients(tmp_path):
+    d = tmp_path / "nih"
+    (d / "images").mkdir(parents=True)
+    entries = [("00000001_000", "Pneumonia", 1, 60), ("00000002_000", "Pneumonia", 2, 9),
+               ("00000003_000", "Effusion|Pneumonia", 3, 50), ("00000004_000", "No Finding", 4, 40),
+               ("00000005_000", "Pneumonia", 5, 70), ("00000006_000", "Edema", 6, 55)]
+    lines = ["Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+             "View Position"]
+    for index, findings, pid, age in entries:
+        Image.fromarray(np.full((20, 20), pid * 20, np.uint8)).save(d / "images" / f"{index}.png")
+        lines.append(f"{index}.png,{findings},0,{pid},{age},F,PA")
+    lines.append("00000009_000.png,Pneumonia,0,9,44,M,AP")  # listed, not downloaded
+    (d / "Data_Entry_2017_v2020.csv").write_text("\n".join(lines) + "\n")
+    problems = []
+    table = external_sources.read_nih_findings(d, problems=problems)
+    # Single-label adults only: the child and the two-finding image are not taken.
+    assert dict(zip(table["source_patient_id"], table["label"])) == {
+        "nih:1": "Pneumonia", "nih:4": "No Finding", "nih:5": "Pneumonia"}
+    assert len(problems) == 1 and "00000009_000" in problems[0]
+    manifest = pd.DataFrame({"patient_id": ["nih:5", "cohen:3"]})  # patients a run curated
+    assert external_sources.held_out(table, manifest)["source_patient_id"].tolist() == [
+        "nih:1", "nih:4"]
