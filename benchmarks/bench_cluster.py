@@ -4,7 +4,7 @@
         [--configs off_the_shelf,from_scratch] [--folds 0] [--out DIR]
 
 Each setting trains the grid from nothing into its own results folder under ``--out`` (default:
-a temporary folder), through :func:`cxrlib.cluster.run_on_cluster`; ``--local`` adds the
+a temporary folder), through :func:`cxrlib.experiment.cluster.run_on_cluster`; ``--local`` adds the
 in-process loop (``cv.run_profile``) for comparison. The curated dataset is made (or found)
 before the clock starts. Printed per setting: wall time, the summed training seconds of the
 units (fold.json) and the machine's load average before and after, since other jobs on the
@@ -12,7 +12,7 @@ same cores change every figure. The JSON summary goes to ``<out>/bench_cluster.j
 ``--record`` (default ``benchmarks/results/cluster-<profile>.json``, committed: the
 reproducibility appendix of the book shows it; ``--record ''`` skips it).
 
-On a CPU the workers split the cores (cxrlib.dask_clusters.local_cluster), so two workers on two
+On a CPU the workers split the cores (cxrlib.experiment.dask_clusters.local_cluster), so two workers on two
 cores can only win what one process leaves idle (start-up, data handling, Python overhead).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def summed_train_seconds(run_path: Path) -> float:
-    from cxrlib import results
+    from cxrlib.experiment import results
 
     total = 0.0
     for config in results.read_profile(run_path).configs:
@@ -41,7 +41,7 @@ def summed_train_seconds(run_path: Path) -> float:
 
 def time_setting(label: str, profile, out: Path, curated: Path, configs, folds,
                  workers: int | None) -> dict:
-    from cxrlib import cluster, cv
+    from cxrlib.experiment import cluster, cv
 
     root = out / label
     load_before = os.getloadavg()
@@ -78,8 +78,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from cxrlib import arguments
-    from cxrlib.curate import ensure_curated
-    from cxrlib.profiles import get_profile
+    from cxrlib.core.profiles import get_profile
+    from cxrlib.data.curate import ensure_curated
 
     profile = get_profile(args.profile)
     configs = arguments.split_list(args.configs) or None
@@ -96,7 +96,7 @@ def main() -> int:
         settings.append(("in-process", None))
     for label, workers in settings:
         rows.append(time_setting(label, profile, out, curated, configs, folds, workers))
-    from cxrlib import env
+    from cxrlib.core import env
 
     summary = {"profile": profile.name, "units": n_units, "cores": os.cpu_count(),
                "backend": env.keras_backend(), "device": env.device_description(),

@@ -14,7 +14,7 @@ import time
 
 import ipywidgets
 
-from cxrlib import runs
+from cxrlib.experiment import runs
 from cxrlib.explore import DatasetExplorer, PredictionExplorer, ThresholdExplorer
 
 

@@ -4,7 +4,7 @@ Prints training images per second for
 
 (a) ``bare``: MobileNetV2 + the paper's head alone, fed in-memory float32 tensors that are
     already 3-channel and scaled to [-1, 1] (no augmentation, no scaling layers), and
-(b) ``pipeline``: the model exactly as :mod:`cxrlib.cv` trains it, fed the uint8 grayscale
+(b) ``pipeline``: the model exactly as :mod:`cxrlib.experiment.cv` trains it, fed the uint8 grayscale
     images it keeps in memory, with casting, augmentation, scaling and channel repetition as
     layers of the model,
 
@@ -52,7 +52,7 @@ def bare_model(size: int, strategy: str, trainable_blocks: int):
     """MobileNetV2 + head on 3-channel float input: no augmentation, no scaling."""
     import keras
 
-    from cxrlib.model import paper_head, set_trainable_blocks
+    from cxrlib.experiment.model import paper_head, set_trainable_blocks
 
     inputs = keras.Input((size, size, 3))
     backbone = keras.applications.MobileNetV2(include_top=False, weights=None,
@@ -67,9 +67,9 @@ def worker(args) -> None:
     import keras
     import numpy as np
 
-    from cxrlib.model import build_model
-    from cxrlib.profiles import get_profile, parse_config
-    from cxrlib.training import make_optimizer
+    from cxrlib.core.profiles import get_profile, parse_config
+    from cxrlib.experiment.model import build_model
+    from cxrlib.experiment.training import make_optimizer
 
     profile = get_profile("default", batch_size=args.batch_size)
     strategy, blocks = parse_config(args.config)
@@ -113,7 +113,7 @@ def run_backend(backend: str, args) -> list[dict]:
 
 
 def print_table(rows: list[dict], config: str) -> None:
-    from cxrlib import env
+    from cxrlib.core import env
 
     print(f"training images/s, {config}, device: {env.cpu_description()} "
           f"(GPU runs report their own device)")

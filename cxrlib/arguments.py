@@ -3,7 +3,7 @@
 The commands that run something share one set of arguments (:func:`add_run_arguments`:
 ``--profile``, ``--run``, ``--data``, ``--configs``, ``--folds``, ``--set FIELD=VALUE``), and the
 notebooks take the same things as papermill parameters (text). Both are checked here, once,
-before anything trains: a wrong value raises :class:`cxrlib.errors.UserError` naming it and
+before anything trains: a wrong value raises :class:`cxrlib.core.errors.UserError` naming it and
 what to do (the command line prints that as one line and exits 2).
 
 ``--data`` means one thing everywhere: the folder of the real sources, for a real-data profile
@@ -17,11 +17,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from . import paths, runs
-from .errors import UserError
-from .profiles import PROFILES, Profile, get_profile, parse_config
+from cxrlib.core import paths
+from cxrlib.core.errors import UserError
+from cxrlib.core.profiles import PROFILES, Profile, get_profile, parse_config
+from cxrlib.experiment import runs
 
-#: The real sources' folders a data folder may hold (see cxrlib.sources and `download --list`).
+#: The real sources' folders a data folder may hold (see cxrlib.data.sources and `download --list`).
 SOURCE_FOLDERS = ("cohen", "kermany", "nih", "nih_rxtorax", "hannover")
 
 
@@ -39,7 +40,7 @@ class RunChoice:
 
 def add_run_arguments(parser: argparse.ArgumentParser, selection: bool = True) -> None:
     parser.add_argument("--profile", default=None,
-                        help="run profile, one of " + ", ".join(PROFILES) + " (cxrlib/profiles.py;"
+                        help="run profile, one of " + ", ".join(PROFILES) + " (cxrlib/core/profiles.py;"
                              " default: 'default', or 'paper' when --data is given)")
     parser.add_argument("--run", default=None,
                         help="run name: letters, digits, '-', '_', '.' (default: the profile's "
@@ -78,7 +79,7 @@ def choose(profile: str | None = None, run: str | None = None, data: str | None 
     try:
         chosen = get_profile(name, **overrides)
     except ValueError as e:
-        raise UserError(f"--set: {e}", "see the profile's fields in cxrlib/profiles.py") from None
+        raise UserError(f"--set: {e}", "see the profile's fields in cxrlib/core/profiles.py") from None
     if data_dir is not None and chosen.dataset != "real":
         raise UserError(f"--data is for real-data profiles; profile {name!r} uses built-in "
                         f"synthetic data", "add --profile paper-bundle (or another real-data "

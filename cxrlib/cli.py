@@ -4,7 +4,7 @@ One surface for every command: each command adds its arguments (the run argument
 come from :mod:`cxrlib.arguments`, checked there once, before anything trains) and its handler
 turns them into one call of the library.
 
-Errors: a wrong argument or input raises :class:`cxrlib.errors.UserError`; :func:`main` prints it
+Errors: a wrong argument or input raises :class:`cxrlib.core.errors.UserError`; :func:`main` prints it
 as one line, ``error: <what is wrong> — <what to do>``, on stderr and returns 2. ``--debug`` (or
 ``CXRLIB_DEBUG=1``) shows the traceback instead.
 """
@@ -17,10 +17,16 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from . import paths
-from .arguments import (RunChoice, add_run_arguments, checked_configs, checked_folds,
-                        checked_results_root, run_choice)
-from .errors import EXIT_USAGE, UserError
+from cxrlib.arguments import (
+    RunChoice,
+    add_run_arguments,
+    checked_configs,
+    checked_folds,
+    checked_results_root,
+    run_choice,
+)
+from cxrlib.core import paths
+from cxrlib.core.errors import EXIT_USAGE, UserError
 
 DEBUG_ENV = "CXRLIB_DEBUG"
 
@@ -63,7 +69,7 @@ def curate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def curate_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
-    curate = library("curate")
+    curate = library("data.curate")
     data = choice.data
     if choice.profile.dataset == "real" and data is None:
         data = paths.default_data_dir()
@@ -103,7 +109,7 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", default="local",
                         help="where the folds train: local (here, one after another; default), "
                              "dask or dask:N (a local Dask cluster of N workers), a Dask "
-                             "scheduler address, or slurm:<config.yaml> (cxrlib.cluster)")
+                             "scheduler address, or slurm:<config.yaml> (cxrlib.experiment.cluster)")
 
 
 def run_options(args: argparse.Namespace, choice: RunChoice) -> dict:
@@ -130,7 +136,7 @@ def run_options(args: argparse.Namespace, choice: RunChoice) -> dict:
 def run_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
     options = run_options(args, choice)
-    run_path = library("cluster").run_profile(choice.profile, executor=args.executor, **options)
+    run_path = library("experiment.cluster").run_profile(choice.profile, executor=args.executor, **options)
     print(f"results: {run_path}", flush=True)
     return 0
 
@@ -151,7 +157,7 @@ def cluster_command(args: argparse.Namespace) -> int:
         args.executor = args.address
     elif args.workers:
         args.executor = f"dask:{args.workers}"
-    cluster = library("cluster")
+    cluster = library("experiment.cluster")
     try:
         return run_command(args)
     except cluster.UnitsFailed as failed:
@@ -178,7 +184,7 @@ def book_arguments(parser: argparse.ArgumentParser) -> None:
 def book_command(args: argparse.Namespace) -> int:
     choice = run_choice(args)
     book_run = paths.check_run_name(args.book_run, "--book-run") if args.book_run else None
-    library("pipeline").run_book(choice.profile, choice.run, data=choice.data,
+    library("report.pipeline").run_book(choice.profile, choice.run, data=choice.data,
                                  configs=choice.configs, folds=choice.folds,
                                  training=not args.skip_run, only_book=args.only_book,
                                  force=args.force, book_run=book_run,
@@ -217,7 +223,7 @@ def download_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def download_command(args: argparse.Namespace) -> int:
-    download = library("download")
+    download = library("data.download")
     data = Path(args.data) if args.data else (paths.default_data_dir() or
                                               paths.root() / "data" / "sources")
     if args.list:
@@ -247,8 +253,8 @@ def export_command(args: argparse.Namespace) -> int:
     checked_configs(choice.profile, args.config)
     root = checked_results_root(args.results)
     # The folds are those of the stored run (whatever --profile names), when it exists.
-    stored = library("runs").run_profile(library("results").run_dir(choice.run, root))
-    path = library("modelfile").export_model(
+    stored = library("experiment.runs").run_profile(library("experiment.results").run_dir(choice.run, root))
+    path = library("models.modelfile").export_model(
         choice.run, args.config, out=args.out, results_root=root,
         folds=checked_folds(stored or choice.profile, args.export_folds, "--folds"))
     print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -267,7 +273,7 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    return library("predict").predict_command(args.model, args.files, args.gradcam, args.csv)
+    return library("models.predict").predict_command(args.model, args.files, args.gradcam, args.csv)
 
 
 def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -286,7 +292,7 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    return library("evaluate").evaluate_command(args.model, args.images, args.relabel,
+    return library("models.evaluate").evaluate_command(args.model, args.images, args.relabel,
                                                 args.out, args.bootstrap)
 
 

@@ -26,11 +26,11 @@
 # curation did: the counts beside the paper's, where each class comes from, what was excluded
 # and why, the duplicates and patients it found, and the distributions of intensity and image
 # geometry that the audit chapter later uses to look for shortcuts. All logic lives in
-# `cxrlib.curate` and `cxrlib.curation_figures`; the rules are in the docstring of
-# `cxrlib.curate`.
+# `cxrlib.data.curate` and `cxrlib.report.curation_figures`; the rules are in the docstring of
+# `cxrlib.data.curate`.
 
 # %% tags=["parameters"]
-profile = "default"  # a name from cxrlib.profiles.PROFILES
+profile = "default"  # a name from cxrlib.core.profiles.PROFILES
 data = ""  # real sources folder; empty: synthetic, or the default data folder for a real profile
 run = ""  # output folder of the curated set; empty: the profile folder under data/curated
 image_size = 0  # 0: use the profile value
@@ -41,9 +41,12 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from cxrlib import arguments, curate, curation_figures as cf, paths
-from cxrlib.dataset import read_summary
-from cxrlib.paper import CITATION
+from cxrlib import arguments
+from cxrlib.data import curate
+from cxrlib.report import curation_figures as cf
+from cxrlib.core import paths
+from cxrlib.data.dataset import read_summary
+from cxrlib.core.paper import CITATION
 
 # The parameters, checked as the command line checks them (`--data` only with a real profile).
 settings = [f"{k}={v}" for k, v in dict(image_size=image_size, seed=seed).items() if v]
@@ -54,7 +57,7 @@ if not run:
     out = curate.ensure_curated(chosen, data_dir=data_dir)
 elif not (out / "manifest.csv").is_file():
     if chosen.dataset == "real" and data_dir is None:
-        from cxrlib.download import missing_data_message
+        from cxrlib.data.download import missing_data_message
         raise FileNotFoundError(missing_data_message(paths.root() / "data" / "sources"))
     curate.curate(out, data_dir=data_dir, image_size=chosen.image_size, seed=chosen.seed,
                   multilabel=chosen.multilabel, synthetic_per_class=chosen.synthetic_per_class)
@@ -68,7 +71,7 @@ print(f"profile {chosen.name!r}: {out}")
 # %%
 if synthetic:
     display(Markdown(
-        "**These are SYNTHETIC images**, drawn by `cxrlib.synthetic` from geometric shapes; none "
+        "**These are SYNTHETIC images**, drawn by `cxrlib.data.synthetic` from geometric shapes; none "
         "is an X-ray, and nothing here is a finding about real patients. Each class carries a "
         "simplified version of its radiographic sign, and each class group comes from its own "
         "made-up collection, on purpose:\n\n> " + summary["shortcut_note"]))

@@ -27,7 +27,7 @@
 #   stay frozen. The paper re-trains 1, 3, 5, 7, 9 or 11 blocks (its Table 4). It does not say
 #   what a block is; we count MobileNetV2's 17 inverted-residual blocks and its final 1x1
 #   convolution as 18 blocks, top first, so one block is the final convolution alone and eleven
-#   reach down to `block_7` (the layers are listed in `cxrlib.model`). Batch normalisation
+#   reach down to `block_7` (the layers are listed in `cxrlib.experiment.model`). Batch normalisation
 #   layers inside the re-trained blocks learn too; frozen ones keep their ImageNet statistics.
 # - **`from_scratch`**: the architecture without its ImageNet weights; every layer starts from
 #   random values. In the paper this did best (its Tables 5-7), which the authors take to
@@ -35,19 +35,19 @@
 #   Learning a whole network from a few thousand images is also the setting most open to
 #   shortcuts, which the audit examines (notebook 04).
 #
-# The configuration is cross-validated on the run profile's folds (`cxrlib.cv`; finished folds
+# The configuration is cross-validated on the run profile's folds (`cxrlib.experiment.cv`; finished folds
 # are skipped, so rerunning is cheap, and a killed run resumes at the first unfinished fold).
 # Then: the accuracy of every test fold, the confusion matrix pooled over the folds (rows
 # predicted, columns actual, as the paper prints it) and the training curves.
 
 # %% tags=["parameters"]
-profile = "default"  # a name from cxrlib.profiles.PROFILES
+profile = "default"  # a name from cxrlib.core.profiles.PROFILES
 run = ""  # results run name; empty: the profile's name
 data = ""  # folder of the real sources; empty: the profile's data (synthetic or the default)
 config = "from_scratch"  # off_the_shelf, fine_tune_<n> (n: 1, 3, 5, 7, 9, 11) or from_scratch
 folds = ""  # folds to run, e.g. "0,1"; empty: all
 executor = "local"  # where folds train: "local" (this kernel), "dask" or "dask:N" (a local
-# Dask cluster of N workers), a scheduler address, or "slurm:<config.yaml>" (cxrlib.cluster)
+# Dask cluster of N workers), a scheduler address, or "slurm:<config.yaml>" (cxrlib.experiment.cluster)
 
 # %% [markdown]
 # ## Training
@@ -58,7 +58,11 @@ executor = "local"  # where folds train: "local" (this kernel), "dask" or "dask:
 # %%
 from IPython.display import Markdown, display
 
-from cxrlib import arguments, cluster, figures, metrics, results, runs, tables
+from cxrlib import arguments
+from cxrlib.experiment import cluster, results, runs
+from cxrlib.report import figures
+from cxrlib.core import metrics
+from cxrlib.analysis import tables
 
 # The parameters, checked as the command line checks them (a clear error for a wrong one).
 chosen = arguments.choose(profile, run or None, data or None, configs=config, folds=folds)

@@ -20,18 +20,21 @@
 # strategy notebook stored, next to the paper's printed figures, with the difference, our
 # patient-level bootstrap 95% intervals, the spread across folds and, beside every
 # COVID-19-vs-rest figure, what always answering "not COVID-19" would score. It trains
-# nothing: it reads `results/<run>/` only (`cxrlib.tables`, `cxrlib.comparison`,
-# `cxrlib.figures`).
+# nothing: it reads `results/<run>/` only (`cxrlib.analysis.tables`, `cxrlib.analysis.comparison`,
+# `cxrlib.report.figures`).
 
 # %% tags=["parameters"]
-profile = "default"  # a name from cxrlib.profiles.PROFILES
+profile = "default"  # a name from cxrlib.core.profiles.PROFILES
 run = ""  # the run to report; empty: the profile's name
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import comparison, figures, glue, profiles, results, runs, tables
+from cxrlib.analysis import comparison, tables
+from cxrlib.report import figures, glue
+from cxrlib.core import profiles
+from cxrlib.experiment import results, runs
 
 pd.set_option("display.max_columns", 20)
 pd.set_option("display.width", 160)

@@ -30,7 +30,7 @@
 # stores every table under `results/<run>/audit/`; this notebook shows them.
 
 # %% tags=["parameters"]
-profile = "default"  # a name from cxrlib.profiles.PROFILES
+profile = "default"  # a name from cxrlib.core.profiles.PROFILES
 run = ""  # the main run's name; empty: the profile's name
 data = ""  # folder of the real sources; empty: the profile's data
 train = True  # False: only analyse the folds already stored (e.g. retrainings made on a GPU)
@@ -45,9 +45,12 @@ train = True  # False: only analyse the folds already stored (e.g. retrainings m
 # %%
 from IPython.display import Markdown, display
 
-from cxrlib import audit, dataset, explain, results, runs
+from cxrlib import audit
+from cxrlib.data import dataset
+from cxrlib.analysis import explain
+from cxrlib.experiment import results, runs
 from cxrlib.audit import external, figures, numbers, store
-from cxrlib.curation_figures import may_show_images
+from cxrlib.report.curation_figures import may_show_images
 
 stored = audit.run_audit(profile, run, data_dir=data or None, train=train)
 run_path = results.run_dir(runs.run_name(run, profile))

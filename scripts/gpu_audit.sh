@@ -40,7 +40,7 @@ start=$(date +%s)
 
 baseline() {  # the main run's audit folds through the strategy notebook, then "patient"
   local settings config folds template
-  settings=$(python3 -c "from cxrlib.profiles import audit_settings as a; s = a('$run'); \
+  settings=$(python3 -c "from cxrlib.core.profiles import audit_settings as a; s = a('$run'); \
 print(s.config, ','.join(map(str, s.test_folds)))") || return 1
   read -r config folds <<< "$settings"
   template=$(mktemp -d)/02_strategy.ipynb

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # Tests never write into the checkout (a user's results, runs and curated data): every store and
 # cache goes to one temporary folder for the session, overriding whatever the shell has set. This
-# happens before cxrlib is imported, because cxrlib.cv reads the JAX cache folder at import.
+# happens before cxrlib is imported, because cxrlib.experiment.cv reads the JAX cache folder at import.
 SESSION_TMP = Path(tempfile.mkdtemp(prefix="cxrlib-tests-"))
 for _name, _folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
                        ("CXRLIB_CURATED", "curated"), ("JAX_COMPILATION_CACHE_DIR", "jax-cache"),
@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cxrlib.dataset import MANIFEST_COLUMNS  # noqa: E402
-from cxrlib.paper import CLASSES  # noqa: E402
+from cxrlib.core.paper import CLASSES  # noqa: E402
+from cxrlib.data.dataset import MANIFEST_COLUMNS  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -40,7 +40,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def write_curated(out: Path, size: int = 32, per_class: int = 6, classes=CLASSES,
                   patients_per_class: int | None = None, seed: int = 0) -> Path:
-    """A small curated dataset on disk, as :mod:`cxrlib.dataset` describes it.
+    """A small curated dataset on disk, as :mod:`cxrlib.data.dataset` describes it.
 
     Each class has a bright square at its own place on a noisy background, so a model can
     tell the classes apart. ``patients_per_class`` gives several images per patient.
@@ -86,7 +86,7 @@ def standin_keras_home(tmp_path_factory) -> Path:
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    from cxrlib.model import IMAGENET_FILE
+    from cxrlib.experiment.model import IMAGENET_FILE
 
     home = tmp_path_factory.mktemp("keras_home")
     (home / "models").mkdir()

@@ -1,6 +1,6 @@
 """Small source folders in the original layouts, made by code (no image file is committed).
 
-Images are synthetic radiographs (:func:`cxrlib.synthetic_render.render`) saved in the formats the
+Images are synthetic radiographs (:func:`cxrlib.data.synthetic_render.render`) saved in the formats the
 public collections use, plus the defects curation must handle. Every builder returns what it
 planted, so tests can check that curation finds exactly that.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrlib.synthetic_render import render
+from cxrlib.data.synthetic_render import render
 
 
 def radiograph(seed: int, label: str = "Normal", size: int = 96, collection="synthetic-hospital",

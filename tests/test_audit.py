@@ -15,13 +15,25 @@ import pandas as pd
 import pytest
 from conftest import write_curated
 
-from cxrlib import cv, dataset, metrics, pipeline, regions, results
-from cxrlib.audit import (experiments, external, numbers, retrain, saliency, scoring, statistics,
-                          store, verdict)
+from cxrlib.audit import (
+    experiments,
+    external,
+    numbers,
+    retrain,
+    saliency,
+    scoring,
+    statistics,
+    store,
+    verdict,
+)
 from cxrlib.audit import run as audit_run
-from cxrlib.curate import curated_dir_for
-from cxrlib.paper import CLASSES
-from cxrlib.profiles import Profile, get_profile
+from cxrlib.core import metrics
+from cxrlib.core.paper import CLASSES
+from cxrlib.core.profiles import Profile, get_profile
+from cxrlib.data import dataset, regions
+from cxrlib.data.curate import curated_dir_for
+from cxrlib.experiment import cv, results
+from cxrlib.report import pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrlib import results
+from cxrlib.experiment import results
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -24,7 +24,7 @@ INSTALLED = [b for b, module in MODULES.items() if importlib.util.find_spec(modu
 # stores its inference predictions on fixed inputs.
 PREDICT = """
 import sys, numpy as np, keras
-from cxrlib.model import build_model
+from cxrlib.experiment.model import build_model
 weights, out, save = sys.argv[1], sys.argv[2], sys.argv[3] == "save"
 keras.utils.set_random_seed(0)
 model = build_model("fine_tune", 32, 7, trainable_blocks=3, weights=None)

@@ -24,9 +24,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cxrlib import paths, results
-from cxrlib.book import FINGERPRINT_FILE, book_inputs_fingerprint, prepare_execution_cache
-from cxrlib.profiles import get_profile
+from cxrlib.core import paths
+from cxrlib.core.profiles import get_profile
+from cxrlib.experiment import results
+from cxrlib.report.book import FINGERPRINT_FILE, book_inputs_fingerprint, prepare_execution_cache
 
 ROOT = paths.root()
 SCREENSHOTS = Path(os.environ["CXRLIB_SCREENSHOTS"])  # a temporary folder (tests/conftest.py)
@@ -221,18 +222,18 @@ def test_widgets_render_with_the_vendored_manager(book, server, browser):
 # --- the chapters' helpers (fast: no build) -------------------------------------------------
 
 def test_docstrings_become_markdown():
-    from cxrlib.chapters import as_markdown
+    from cxrlib.report.chapters import as_markdown
 
-    text = as_markdown("See :mod:`cxrlib.cv` and ``x``.\n\n"
+    text = as_markdown("See :mod:`cxrlib.experiment.cv` and ``x``.\n\n"
                        "=====  ==========\nA      first sign\nB      second\n=====  ==========\n"
                        "after")
-    assert text.splitlines() == ["See `cxrlib.cv` and `x`.", "", "- **A**: first sign",
+    assert text.splitlines() == ["See `cxrlib.experiment.cv` and `x`.", "", "- **A**: first sign",
                                  "- **B**: second", "after"]
 
 
 def test_settings_say_what_the_paper_chose_and_what_we_chose():
-    from cxrlib.chapters import settings_table
-    from cxrlib.profiles import get_profile
+    from cxrlib.core.profiles import get_profile
+    from cxrlib.report.chapters import settings_table
 
     table = settings_table(get_profile("paper"))
     assert table.loc["image size (px, square)", "value"] == "200"
@@ -296,8 +297,9 @@ def test_stale_execution_cache_is_cleared_only_when_inputs_changed(tmp_path):
 def test_counts_and_exclusions_against_the_paper(tmp_path):
     import pandas as pd
 
-    from cxrlib import curation_figures, paper
-    from cxrlib.dataset import MANIFEST_COLUMNS
+    from cxrlib.core import paper
+    from cxrlib.data.dataset import MANIFEST_COLUMNS
+    from cxrlib.report import curation_figures
 
     manifest = pd.DataFrame({
         "label": ["COVID-19"] * 3 + ["Normal"] * 2 + ["No Finding"],
@@ -333,8 +335,8 @@ def test_counts_and_exclusions_against_the_paper(tmp_path):
 def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):
     import pandas as pd
 
-    from cxrlib import provenance
-    from cxrlib.profiles import get_profile
+    from cxrlib.core.profiles import get_profile
+    from cxrlib.report import provenance
 
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))
     root = tmp_path / "results"
@@ -398,7 +400,7 @@ def test_the_explorers_work_in_the_book_without_a_kernel(book, server, browser):
     page.locator(".widget-html details summary").first.click()
     assert shown(".cxr-prediction"), "a cell opens onto its images"
     # Every font face the widget styles declare, loaded now rather than when a glyph happens to
-    # need it: each must come from the vendored files (cxrlib/vendor.py, REQUIRE_PATHS).
+    # need it: each must come from the vendored files (cxrlib/report/vendor.py, REQUIRE_PATHS).
     page.evaluate("Promise.all(Array.from(document.fonts).map(f => f.load().catch(String)))")
     page.wait_for_load_state("networkidle")
     assert any("/_static/html-manager/" in u and ".woff" in u for u in visit.requests)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from cxrlib import arguments, cli, dask_clusters, results, runs
-from cxrlib.profiles import get_profile
-
 from conftest import write_curated
+
+from cxrlib import arguments, cli
+from cxrlib.core.profiles import get_profile
+from cxrlib.experiment import dask_clusters, results, runs
 
 
 def write_finished_fold(results_root: Path, run: str = "tiny", config: str = "from_scratch",

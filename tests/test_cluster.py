@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib import cluster, cv, dask_clusters, results
+from cxrlib.experiment import cluster, cv, dask_clusters, results
 
 REPO = Path(__file__).resolve().parent.parent
 ATTEMPT = re.compile(r"^attempt of (\S+) fold (\d+): worker \S+ pid (\d+)(?: GPU (\S+))? at ",
@@ -243,7 +243,7 @@ def test_the_slurm_example_renders_a_gpu_job(tmp_path):
 
 def test_the_strategy_notebooks_pass_their_executor_parameter_on():
     """papermill sets ``executor`` (tests/test_cv.py runs these notebooks locally)."""
-    from cxrlib.pipeline import STRATEGY_NOTEBOOK, declared_parameters, read_text_notebook
+    from cxrlib.report.pipeline import STRATEGY_NOTEBOOK, declared_parameters, read_text_notebook
 
     for name in (STRATEGY_NOTEBOOK,):
         path = REPO / "notebooks" / f"{name}.py"
@@ -252,7 +252,7 @@ def test_the_strategy_notebooks_pass_their_executor_parameter_on():
 
 
 def test_the_appendix_reads_the_benchmark_records(tmp_path):
-    from cxrlib import provenance
+    from cxrlib.report import provenance
 
     folder = tmp_path / "benchmarks" / "results"
     folder.mkdir(parents=True)

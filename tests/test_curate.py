@@ -6,15 +6,15 @@ import hashlib
 import json
 from pathlib import Path
 
+import fixtures_sources as fx
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-import fixtures_sources as fx
-from cxrlib import curate, imaging, screening
-from cxrlib.dataset import MANIFEST_COLUMNS, load_curated, read_manifest, read_summary
-from cxrlib.profiles import get_profile
+from cxrlib.core.profiles import get_profile
+from cxrlib.data import curate, imaging, screening
+from cxrlib.data.dataset import MANIFEST_COLUMNS, load_curated, read_manifest, read_summary
 
 
 def folder_digest(out: Path) -> str:
@@ -268,7 +268,7 @@ def test_notebook_01_runs_under_papermill(tmp_path, monkeypatch):
     import jupytext
     import papermill
 
-    from cxrlib import paths
+    from cxrlib.core import paths
 
     monkeypatch.setenv("CXRLIB_CURATED", str(tmp_path / "curated"))
     notebook = tmp_path / "01.ipynb"

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from conftest import write_curated
 
-from cxrlib import cv, dataset, results
-from cxrlib.profiles import get_profile
+from cxrlib.core.profiles import get_profile
+from cxrlib.data import dataset
+from cxrlib.experiment import cv, results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -185,7 +186,7 @@ def test_from_scratch_learns_the_synthetic_classes_well_above_chance(tmp_path):
     default profile trains (from random weights the first epochs stay near chance)."""
     from scipy.stats import binomtest
 
-    from cxrlib.curate import curate
+    from cxrlib.data.curate import curate
 
     curated = curate(tmp_path / "synthetic", image_size=64, synthetic_per_class=80, seed=2020,
                      log=lambda *args, **kwargs: None)
@@ -250,8 +251,8 @@ def test_strategy_notebook_runs_with_papermill(name, parameters, config, tmp_pat
 def test_padded_prediction_and_validation_scores_match_keras():
     import keras
 
-    from cxrlib import training
-    from cxrlib.model import build_model
+    from cxrlib.experiment import training
+    from cxrlib.experiment.model import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("from_scratch", 32, 3)

@@ -12,11 +12,11 @@ import threading
 import zipfile
 from pathlib import Path
 
+import fixtures_sources as fx
 import pytest
 
-import fixtures_sources as fx
-from cxrlib import download, sources
-from cxrlib.download import DownloadError, Remote
+from cxrlib.data import download, sources
+from cxrlib.data.download import DownloadError, Remote
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):

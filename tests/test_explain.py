@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import explain
+from cxrlib.analysis import explain
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = [b for b in ("tensorflow", "jax") if importlib.util.find_spec(b)]
@@ -26,8 +26,8 @@ BACKENDS = [b for b in ("tensorflow", "jax") if importlib.util.find_spec(b)]
 SCRIPT = r"""
 import json, sys
 import numpy as np, keras
-from cxrlib import explain
-from cxrlib.model import build_model, load_weights_compact, save_weights_compact
+from cxrlib.analysis import explain
+from cxrlib.experiment.model import build_model, load_weights_compact, save_weights_compact
 weights, out, save = sys.argv[1], sys.argv[2], sys.argv[3] == "save"
 keras.utils.set_random_seed(3)
 model = build_model("from_scratch", 64, 3, weights=None, seed=3)
@@ -136,7 +136,7 @@ def test_similarity_measures_on_known_maps():
 def test_saliency_shares_follow_where_the_map_is():
     image = np.zeros((64, 64), np.uint8)
     image[:, 8:56] = 120  # content between two padding strips
-    from cxrlib import regions
+    from cxrlib.data import regions
 
     lungs = regions.lung_fields(image)
     on_lungs = lungs.astype(np.float32)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cxrlib import metrics, paper
+from cxrlib.core import metrics, paper
 
 TABLES = paper.reported()["tables"]
 ROUNDING = 0.005 + 1e-9  # the paper prints percentages to two decimals

@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from cxrlib import model as M
+from cxrlib.experiment import model as M
 
-# The blocks written out by hand, bottom to top (independent of cxrlib.model's own listing).
+# The blocks written out by hand, bottom to top (independent of cxrlib.experiment.model's own listing).
 BLOCK_PREFIXES = ["expanded_conv_"] + [f"block_{i}_" for i in range(1, 17)] + ["Conv_1"]
 TOP_LAYERS = {"Conv_1", "Conv_1_bn", "out_relu"}
 HEAD_WITH_WEIGHTS = {"head_dense", "head_bn", "predictions"}

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib import cli, evaluate, external_sources, imaging, modelfile, sources
-from cxrlib.errors import UserError
-from cxrlib.paper import CLASSES
+from cxrlib import cli
+from cxrlib.core.errors import UserError
+from cxrlib.core.paper import CLASSES
+from cxrlib.data import external_sources, imaging, sources
+from cxrlib.models import evaluate, modelfile
 
 
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2",
@@ -156,7 +158,7 @@ def test_the_loaded_ensemble_is_the_mean_of_its_folds(tiny_run):
 
 
 def test_a_model_trained_on_masked_images_is_given_masked_images():
-    from cxrlib.regions import apply_input_mask
+    from cxrlib.data.regions import apply_input_mask
 
     images = np.random.default_rng(2).integers(0, 256, (2, 32, 32), dtype=np.uint8)
     masked = modelfile.LoadedModel(Path("m"), {"preprocessing": {"input_mask": "border_only"}}, [])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxrlib import paper
+from cxrlib.core import paper
 
 FIVE = ("COVID-19", "Effusion", "Fibrosis", "Pneumonia", "Normal")
 

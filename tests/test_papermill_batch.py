@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from cxrlib import results
+from cxrlib.experiment import results
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH_START = "<!-- papermill-batch: tests/test_papermill_batch.py runs this block as it stands -->"

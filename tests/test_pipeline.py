@@ -17,8 +17,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cxrlib import pipeline, results, vendor
-from cxrlib.profiles import get_profile
+from cxrlib.core.profiles import get_profile
+from cxrlib.experiment import results
+from cxrlib.report import pipeline, vendor
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -132,7 +133,7 @@ def test_a_rerun_with_nothing_changed_executes_nothing(project, tmp_path):
     assert len(log.read_text().splitlines()) == 3
 
     # A deleted curated set makes the curation record stale (it would be made again).
-    from cxrlib.curate import curated_dir_for
+    from cxrlib.data.curate import curated_dir_for
     curated = curated_dir_for(profile)
     curated.mkdir(parents=True)
     (curated / "curation.json").write_text("{}")

@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import comparison, figures, glue, metrics, paper, paths, results, runs, tables
-from cxrlib.errors import UserError
-from cxrlib.profiles import BUNDLE_CLASSES, get_profile
+from cxrlib.analysis import comparison, tables
+from cxrlib.core import metrics, paper, paths
+from cxrlib.core.errors import UserError
+from cxrlib.core.profiles import BUNDLE_CLASSES, get_profile
+from cxrlib.experiment import results, runs
+from cxrlib.report import figures, glue
 
 matplotlib.use("Agg")
 

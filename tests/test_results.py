@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from cxrlib import results
-from cxrlib.profiles import get_profile
+from cxrlib.core.profiles import get_profile
+from cxrlib.experiment import results
 
 
 def _fold_tables(fold):

@@ -1,12 +1,12 @@
 """Readers of the public source layouts, on small layouts made by tests/fixtures_sources."""
 from __future__ import annotations
 
+import fixtures_sources as fx
 import pandas as pd
 import pytest
 
-import fixtures_sources as fx
-from cxrlib import sources
-from cxrlib.sources import SOURCE_COLUMNS, SourceError
+from cxrlib.data import sources
+from cxrlib.data.sources import SOURCE_COLUMNS, SourceError
 
 
 @pytest.fixture(scope="module")

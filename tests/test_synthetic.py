@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from cxrlib import synthetic, synthetic_render
-from cxrlib.imaging import letterbox
-from cxrlib.paper import CLASSES
+from cxrlib.core.paper import CLASSES
+from cxrlib.data import synthetic, synthetic_render
+from cxrlib.data.imaging import letterbox
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cxrlib.model import build_model, load_weights_compact, save_weights_compact
+from cxrlib.experiment.model import build_model, load_weights_compact, save_weights_compact
 
 
 def test_compact_weights_round_trip_and_refuse_another_architecture(tmp_path):

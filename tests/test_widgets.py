@@ -13,15 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import curate, paper, results
-from cxrlib.explore import (DatasetExplorer, PredictionExplorer, ThresholdExplorer, base,
-                            dataset_book_view, threshold_book_view)
+from cxrlib.core import paper
+from cxrlib.core.profiles import get_profile
+from cxrlib.data import curate
+from cxrlib.data.dataset import MANIFEST_COLUMNS
+from cxrlib.experiment import results
+from cxrlib.explore import (
+    DatasetExplorer,
+    PredictionExplorer,
+    ThresholdExplorer,
+    base,
+    dataset_book_view,
+    threshold_book_view,
+)
 from cxrlib.explore.base import ALL, SHOW_REAL_IMAGES_ENV, config_description
 from cxrlib.explore.gradcam import overlay
 from cxrlib.explore.roc import roc_layers, roc_svg, roc_xy
 from cxrlib.explore.threshold import paper_operating_point
-from cxrlib.dataset import MANIFEST_COLUMNS
-from cxrlib.profiles import get_profile
 
 CLASSES = ("COVID-19", "Pneumonia", "Normal")
 CONFIGS = ("off_the_shelf", "fine_tune_3", "from_scratch")
@@ -302,11 +310,11 @@ def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypat
     assert explorer.widget.children  # the live widget, built on first use
     available, why = explorer.gradcam_status()
     try:
-        import cxrlib.explain  # noqa: F401
+        import cxrlib.analysis.explain  # noqa: F401
         assert not available and "kept weights" in why
         assert "python -m cxrlib run --profile tiny --run tiny --configs off_the_shelf" in why
     except ImportError:
-        assert not available and "cxrlib.explain" in why
+        assert not available and "cxrlib.analysis.explain" in why
     assert explorer.gradcam_control.disabled
     explorer.show_gradcam = True
     assert why in visible_text(explorer.listing_html())
@@ -314,8 +322,8 @@ def test_gradcam_is_offered_only_with_explain_and_saved_weights(store, monkeypat
 
 def test_gradcam_overlays_are_drawn_for_the_fold_whose_weights_were_kept(store):
     # Keras takes seconds to import: only this test of the explorers builds a network.
-    from cxrlib.cv import weights_path
-    from cxrlib.model import build_model, model_arguments, save_weights_compact
+    from cxrlib.experiment.cv import weights_path
+    from cxrlib.experiment.model import build_model, model_arguments, save_weights_compact
 
     profile = results.read_profile(store["run"])
     model = build_model(n_classes=len(CLASSES),

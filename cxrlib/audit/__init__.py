@@ -5,7 +5,7 @@ Pneumonia and Normal from one children's hospital, the other findings from NIH),
 can score well by recognising the collection, the patients' age, the frame or burned-in text.
 Following the critiques of such studies (DeGrave, Janizek & Lee 2021; Roberts et al. 2021;
 Maguolo & Nanni 2021), eight experiments look for that, all on one configuration
-(:attr:`cxrlib.profiles.AuditSettings.config`, training from scratch, whose features the paper
+(:attr:`cxrlib.core.profiles.AuditSettings.config`, training from scratch, whose features the paper
 reads as possible biomarkers):
 
 1. patient-grouped folds against image-level ones (:func:`.experiments.patient_folds`);
@@ -25,6 +25,6 @@ keeps them under ``results/<run>/audit/``; :mod:`.verdict` says by explicit rule
 paper's claims they support; :mod:`.figures` and :mod:`.numbers` draw them and give the
 chapter its figures. :func:`run_audit` (:mod:`.run`) does all of it for a run.
 """
-from .run import run_audit
+from cxrlib.audit.run import run_audit
 
 __all__ = ["run_audit"]

@@ -19,10 +19,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics, results
-from ..runs import run_configs
-from .scoring import (N_BOOT, SEED, bootstrap_difference, common_folds, compare, majority_rule,
-                      majority_share, predictions, retained_share, scores)
+from cxrlib.audit.scoring import (
+    N_BOOT,
+    SEED,
+    bootstrap_difference,
+    common_folds,
+    compare,
+    majority_rule,
+    majority_share,
+    predictions,
+    retained_share,
+    scores,
+)
+from cxrlib.core import metrics
+from cxrlib.experiment import results
+from cxrlib.experiment.runs import run_configs
 
 #: Manifest sources that are copies of one collection (the within-collection accuracy pools them).
 SAME_COLLECTION = {"nih_rxtorax": "nih"}

@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cv, dataset, explain, imaging, metrics, paths
-from ..curate import curated_dir_for, ensure_curated
-from ..profiles import Profile
-from ..runs import fold_classes
-from ..sources import read_sources
-from .scoring import N_BOOT, SEED, compare, pick_per_class, predictions
-from .store import read_record, read_table
+from cxrlib.analysis import explain
+from cxrlib.audit.scoring import N_BOOT, SEED, compare, pick_per_class, predictions
+from cxrlib.audit.store import read_record, read_table
+from cxrlib.core import metrics, paths
+from cxrlib.core.profiles import Profile
+from cxrlib.data import dataset, imaging
+from cxrlib.data.curate import curated_dir_for, ensure_curated
+from cxrlib.data.sources import read_sources
+from cxrlib.experiment import cv
+from cxrlib.experiment.runs import fold_classes
 
 SYNTHETIC_KIND = "another collection (synthetic-external: same signs, no collection cues)"
 REAL_KIND = ("the same collections: images no run trained on (the shared bundle holds no "

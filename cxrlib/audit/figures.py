@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import regions
-from ..explain import randomisation_summary, upsample
-from .saliency import stored_maps
-from .verdict import THRESHOLDS, Figure, table_figure
+from cxrlib.analysis.explain import randomisation_summary, upsample
+from cxrlib.audit.saliency import stored_maps
+from cxrlib.audit.verdict import THRESHOLDS, Figure, table_figure
+from cxrlib.data import regions
 
 
 def _new_figure(*args, **kwargs):

@@ -13,11 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paper, paths, results
-from ..profiles import PROFILES, audit_settings
-from .store import AUDIT_FOLDER, audit_dir, read_record, read_table
-from .verdict import (CANNOT_TELL, NOT_SUPPORTED, SUPPORTED, Figure, biomarker_verdict,
-                      collect_evidence, table_figure, verdict_table)
+from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
+from cxrlib.audit.verdict import (
+    CANNOT_TELL,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Figure,
+    biomarker_verdict,
+    collect_evidence,
+    table_figure,
+    verdict_table,
+)
+from cxrlib.core import paper, paths
+from cxrlib.core.profiles import PROFILES, audit_settings
+from cxrlib.experiment import results
 
 NOT_RUN = "not run yet"
 #: Each experiment and the stored table that holds its result.

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import metrics
-from .experiments import collection_of
-from .scoring import N_BOOT, SEED
+from cxrlib.audit.experiments import collection_of
+from cxrlib.audit.scoring import N_BOOT, SEED
+from cxrlib.core import metrics
 
 #: The pairs reported: within one collection first, then across collections.
 PAIRS: tuple[tuple[str, str], ...] = (

@@ -1,16 +1,17 @@
 """The audit's retrainings: the main run's audit configuration with one thing changed.
 
-Each retraining is a run of its own, made by :func:`cxrlib.cv.run_profile` and so resumable
+Each retraining is a run of its own, made by :func:`cxrlib.experiment.cv.run_profile` and so resumable
 and atomic: ``<run>-patient``, ``<run>-source-probe``, ``<run>-border-only``,
 ``<run>-lung-only``, ``<run>-adult-normal`` (:data:`VARIANTS`). They cross-validate the test
-folds of :func:`cxrlib.profiles.audit_settings` only.
+folds of :func:`cxrlib.core.profiles.audit_settings` only.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .. import cv, explain, results, runs
-from ..profiles import Profile, audit_settings, get_profile
+from cxrlib.analysis import explain
+from cxrlib.core.profiles import Profile, audit_settings, get_profile
+from cxrlib.experiment import cv, results, runs
 
 #: The retrainings: the profile changes each makes (the configuration is the audit's).
 VARIANTS: dict[str, dict] = {

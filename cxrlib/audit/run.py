@@ -15,19 +15,34 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import cv, explain, results
-from ..profiles import AuditSettings, Profile, audit_settings
-from ..runs import run_name
-from .experiments import (age_swap, headline_uncertainty, masked_inputs, patient_folds,
-                          source_probe, strategy_differences, within_collection)
-from .external import external_evaluation, external_images, external_record
-from .retrain import EXPLAINED_VARIANT, ensure_baseline, explained_fold, main_profile, \
-    run_variant, variant_path, variant_run
-from .saliency import saliency_audit, saliency_summary
-from .scoring import predictions
-from .statistics import image_statistics
-from .store import read_table, write_record, write_table
-from .verdict import collect_evidence, verdict_table
+from cxrlib.analysis import explain
+from cxrlib.audit.experiments import (
+    age_swap,
+    headline_uncertainty,
+    masked_inputs,
+    patient_folds,
+    source_probe,
+    strategy_differences,
+    within_collection,
+)
+from cxrlib.audit.external import external_evaluation, external_images, external_record
+from cxrlib.audit.retrain import (
+    EXPLAINED_VARIANT,
+    ensure_baseline,
+    explained_fold,
+    main_profile,
+    run_variant,
+    variant_path,
+    variant_run,
+)
+from cxrlib.audit.saliency import saliency_audit, saliency_summary
+from cxrlib.audit.scoring import predictions
+from cxrlib.audit.statistics import image_statistics
+from cxrlib.audit.store import read_table, write_record, write_table
+from cxrlib.audit.verdict import collect_evidence, verdict_table
+from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
+from cxrlib.experiment import cv, results
+from cxrlib.experiment.runs import run_name
 
 
 @dataclass(frozen=True)

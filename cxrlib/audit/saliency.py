@@ -1,8 +1,8 @@
 """Experiment 5: where the network looks.
 
-Grad-CAM maps (:mod:`cxrlib.explain`) of the class a trained fold's network answered, for
+Grad-CAM maps (:mod:`cxrlib.analysis.explain`) of the class a trained fold's network answered, for
 test images of that fold, and the share of each map inside the lung fields, in the border band
-of the frame and on the padding (:mod:`cxrlib.regions`); then the cascading randomisation
+of the frame and on the padding (:mod:`cxrlib.data.regions`); then the cascading randomisation
 check, which tells maps that depend on the model from maps that only show the image.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cv, explain, metrics, results
-from .scoring import SEED, pick_per_class, predictions
+from cxrlib.analysis import explain
+from cxrlib.audit.scoring import SEED, pick_per_class, predictions
+from cxrlib.core import metrics
+from cxrlib.experiment import cv, results
 
 
 def run_images(run_path: str | Path, data_dir=None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -40,7 +42,7 @@ def saliency_audit(run_path: str | Path, config: str, fold: int, per_class: int,
     """Grad-CAM of a fold's network on its own test images, up to ``per_class`` per class.
 
     Each map explains the class the network answered. Returns per image the region shares
-    (:func:`cxrlib.explain.saliency_table`), the maps themselves (``m<k>`` cells, row-major,
+    (:func:`cxrlib.analysis.explain.saliency_table`), the maps themselves (``m<k>`` cells, row-major,
     with ``height``/``width``), and the cascading randomisation check on the first
     ``randomisation_images`` of them.
     """

@@ -1,12 +1,13 @@
 """How the audit scores and compares predictions: every figure with its patient-level 95%
-bootstrap interval (:mod:`cxrlib.metrics`), and differences with theirs."""
+bootstrap interval (:mod:`cxrlib.core.metrics`), and differences with theirs."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from .. import metrics, paper, results
+from cxrlib.core import metrics, paper
+from cxrlib.experiment import results
 
 N_BOOT = 1000
 SEED = 2020

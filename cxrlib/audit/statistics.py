@@ -17,8 +17,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from .. import cv, regions
-from .scoring import N_BOOT, SEED, scores
+from cxrlib.audit.scoring import N_BOOT, SEED, scores
+from cxrlib.data import regions
+from cxrlib.experiment import cv
 
 #: Feature groups of :func:`image_features` (by column prefix), each also tried alone.
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -118,7 +119,7 @@ def image_statistics(manifest: pd.DataFrame, images: np.ndarray, folds: pd.DataF
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How well trivial image statistics predict the class, cross-validated on ``folds``.
 
-    ``folds`` is a run's fold assignment (``image_id``, ``fold``; see :func:`cxrlib.cv.
+    ``folds`` is a run's fold assignment (``image_id``, ``fold``; see :func:`cxrlib.experiment.cv.
     make_folds`), so the figures compare with the network's fold for fold. Both models use all
     features; gradient boosting also each feature group alone. Returns the scores (model,
     features, metric, value, ci_low, ci_high, n) and the out-of-fold predictions of the

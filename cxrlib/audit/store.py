@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import results
+from cxrlib.experiment import results
 
 AUDIT_FOLDER = "audit"
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paper, results
-from ..comparison import paper_figure, protocol_difference
-from ..profiles import audit_settings
-from .scoring import retained_share
-from .store import read_record, read_table
+from cxrlib.analysis.comparison import paper_figure, protocol_difference
+from cxrlib.audit.scoring import retained_share
+from cxrlib.audit.store import read_record, read_table
+from cxrlib.core import paper
+from cxrlib.core.profiles import audit_settings
+from cxrlib.experiment import results
 
 
 @dataclass(frozen=True)

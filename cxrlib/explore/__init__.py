@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import or_note
-from .dataset import DatasetExplorer
-from .predictions import PredictionExplorer
-from .threshold import ThresholdExplorer
+from cxrlib.explore.base import or_note
+from cxrlib.explore.dataset import DatasetExplorer
+from cxrlib.explore.predictions import PredictionExplorer
+from cxrlib.explore.threshold import ThresholdExplorer
 
 __all__ = ["DatasetExplorer", "PredictionExplorer", "ThresholdExplorer", "explore_dataset",
            "explore_predictions", "explore_threshold", "dataset_book_view",

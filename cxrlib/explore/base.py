@@ -22,10 +22,11 @@ import pandas as pd
 from IPython.display import HTML, Markdown
 from ipywidgets.widgets.widget_string import HTMLStyle
 
-from .. import runs, tables
-from ..curation_figures import SHOW_REAL_ENV as SHOW_REAL_IMAGES_ENV
-from ..profiles import parse_config
-from .markup import esc
+from cxrlib.analysis import tables
+from cxrlib.core.profiles import parse_config
+from cxrlib.experiment import runs
+from cxrlib.explore.markup import esc
+from cxrlib.report.curation_figures import SHOW_REAL_ENV as SHOW_REAL_IMAGES_ENV
 
 ALL = "all"
 PAGE_SIZE = 12
@@ -38,7 +39,7 @@ HIDDEN_IMAGES_NOTE = (
 
 
 def real_images_allowed() -> bool:
-    """The curation notebook's rule (:mod:`cxrlib.curation_figures`): exactly "1" opts in."""
+    """The curation notebook's rule (:mod:`cxrlib.report.curation_figures`): exactly "1" opts in."""
     return os.environ.get(SHOW_REAL_IMAGES_ENV) == "1"
 
 
@@ -181,7 +182,7 @@ def or_note(make, what: str, errors=(FileNotFoundError,)):
 
 
 # --------------------------------------------------------------------------------------------
-# What the prediction and threshold explorers need of a run (found by :mod:`cxrlib.runs`)
+# What the prediction and threshold explorers need of a run (found by :mod:`cxrlib.experiment.runs`)
 
 
 def require_results(run_path: Path) -> list[str]:

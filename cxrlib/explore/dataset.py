@@ -10,10 +10,24 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
-from .. import paper, runs
-from ..dataset import read_manifest, read_summary
-from .base import ALL, HIDDEN_IMAGES_NOTE, PAGE_SIZE, PagedExplorer, images_may_be_shown
-from .markup import CSS, THUMBNAIL_SIDE, ThumbnailSheet, esc, html_table, thumbnail_html
+from cxrlib.core import paper
+from cxrlib.data.dataset import read_manifest, read_summary
+from cxrlib.experiment import runs
+from cxrlib.explore.base import (
+    ALL,
+    HIDDEN_IMAGES_NOTE,
+    PAGE_SIZE,
+    PagedExplorer,
+    images_may_be_shown,
+)
+from cxrlib.explore.markup import (
+    CSS,
+    THUMBNAIL_SIDE,
+    ThumbnailSheet,
+    esc,
+    html_table,
+    thumbnail_html,
+)
 
 
 def class_order(labels) -> list[str]:
@@ -23,7 +37,7 @@ def class_order(labels) -> list[str]:
 
 
 def exclusion_text(row: pd.Series) -> str:
-    """How an exclusion reason of :mod:`cxrlib.curate` reads, with the measure behind it."""
+    """How an exclusion reason of :mod:`cxrlib.data.curate` reads, with the measure behind it."""
     reason = str(row.get("excluded", ""))
     kind, _, detail = reason.partition(":")
 

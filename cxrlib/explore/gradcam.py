@@ -1,8 +1,8 @@
 """Grad-CAM overlays for the prediction explorer, where a fold's weights were kept.
 
-The contract with :mod:`cxrlib.explain`: ``explain.gradcam_for_images(run_path, config, fold,
+The contract with :mod:`cxrlib.analysis.explain`: ``explain.gradcam_for_images(run_path, config, fold,
 images, classes)`` -> one heat map per image, values in [0, 1] (any size), of the model of that
-fold (weights kept by the CV loop at :func:`cxrlib.cv.weights_path`) for the named class of each
+fold (weights kept by the CV loop at :func:`cxrlib.experiment.cv.weights_path`) for the named class of each
 image; ``images`` are the curated uint8 images, shape (N, S, S).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import explain
-from ..cv import weights_path
-from .markup import image_data_uri, load_pixels
+from cxrlib.analysis import explain
+from cxrlib.experiment.cv import weights_path
+from cxrlib.explore.markup import image_data_uri, load_pixels
 
 
 def gradcam_status(run: str, config: str, folds, profile: str = "PROFILE") -> tuple[bool, str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..dataset import load_image
+from cxrlib.data.dataset import load_image
 
 THUMBNAIL_SIDE = 96
 GREEN, RED = "#2e7d32", "#c62828"

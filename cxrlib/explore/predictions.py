@@ -10,11 +10,21 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
-from .. import metrics, results, runs
-from .base import (ALL, HIDDEN_IMAGES_NOTE, PAGE_SIZE, PagedExplorer, config_description,
-                   images_may_be_shown, require_results, run_images_dir, run_is_synthetic)
-from .gradcam import Overlays, gradcam_status
-from .markup import CSS, ThumbnailSheet, esc, img_tag, percent, thumbnail_html
+from cxrlib.core import metrics
+from cxrlib.experiment import results, runs
+from cxrlib.explore.base import (
+    ALL,
+    HIDDEN_IMAGES_NOTE,
+    PAGE_SIZE,
+    PagedExplorer,
+    config_description,
+    images_may_be_shown,
+    require_results,
+    run_images_dir,
+    run_is_synthetic,
+)
+from cxrlib.explore.gradcam import Overlays, gradcam_status
+from cxrlib.explore.markup import CSS, ThumbnailSheet, esc, img_tag, percent, thumbnail_html
 
 #: Images listed per confusion-matrix cell in the book's frozen prediction explorer: more for
 #: mistakes (the telling images) than for correct answers; every byte is embedded in the page.

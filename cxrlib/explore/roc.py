@@ -3,7 +3,7 @@ kB, so the book can embed one per threshold, and the curve is defined once per c
 (:func:`roc_symbol`) while only the operating point moves."""
 from __future__ import annotations
 
-from .markup import RED
+from cxrlib.explore.markup import RED
 
 ROC_SIZE = 240
 _ROC_PAD, _ROC_TOP = 34, 8

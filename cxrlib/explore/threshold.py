@@ -11,12 +11,23 @@ import ipywidgets as w
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from .. import comparison, metrics, paper, results, runs, tables
-from ..profiles import parse_config
-from .base import (Explorer, config_description, html_views, require_results,
-                   run_is_synthetic, selector, static_fallback, too_large, view_size)
-from .markup import CSS, RED, esc, html_table, percent
-from .roc import roc_layers, roc_svg, roc_symbol
+from cxrlib.analysis import comparison, tables
+from cxrlib.core import metrics, paper
+from cxrlib.core.profiles import parse_config
+from cxrlib.experiment import results, runs
+from cxrlib.explore.base import (
+    Explorer,
+    config_description,
+    html_views,
+    require_results,
+    run_is_synthetic,
+    selector,
+    static_fallback,
+    too_large,
+    view_size,
+)
+from cxrlib.explore.markup import CSS, RED, esc, html_table, percent
+from cxrlib.explore.roc import roc_layers, roc_svg, roc_symbol
 
 #: Thresholds the book's frozen threshold explorer offers (the live one moves in 0.01 steps).
 BOOK_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
