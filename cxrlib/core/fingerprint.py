@@ -24,7 +24,7 @@ def visible_files(folder: Path) -> list[Path]:
 
 def library_fingerprint() -> str:
     """The library code and data the notebooks and chapters call (cxrlib/**.py, data files)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # cxrlib/, from cxrlib/core/
     h = hashlib.sha256()
     hash_files(h, [p for p in visible_files(package)
                    if p.suffix in (".py", ".json", ".csv") and "__pycache__" not in p.parts],

@@ -23,7 +23,7 @@ def _env_path(name: str, default: Path) -> Path:
 
 
 def root() -> Path:
-    return _env_path("CXRLIB_ROOT", Path(__file__).resolve().parent.parent)
+    return _env_path("CXRLIB_ROOT", Path(__file__).resolve().parents[2])
 
 
 def results_dir() -> Path:
