@@ -146,7 +146,9 @@ def test_missing_configurations_are_reported_not_fatal(stores):
     assert "--profile tiny --configs off_the_shelf`" in \
         tables.missing_note(stores["root"] / "tiny", "off_the_shelf")
     notes = comparison.comparison_notes(table4).splitlines()
-    assert len(notes) == 4  # missing results, paper blanks, 4-class, non-COVID side
+    # missing results, paper blanks, 4-class, non-COVID side, no restricted figure for Table 4
+    assert len(notes) == 5
+    assert any("no confusion matrix for fine-tuning" in line for line in notes)
     missing_line = next(line for line in notes if line.startswith("- No finished folds"))
     assert "Fine-tuning 11" in missing_line and "Fine-tuning 3" not in missing_line
     blank_line = next(line for line in notes if "prints no figure" in line)
