@@ -254,6 +254,8 @@ def shortcut_evidence(**changes) -> dict:
         "lung_enrichment": 0.7, "randomised_spearman": 0.1,
         "age_swap_fall": figure(0.2, 0.1, 0.3), "age_swap_normal_fall": figure(0.6, 0.5, 0.7),
         "external_gap": figure(0.3, 0.2, 0.4), "external_kind": "another collection",
+        "pairs_within": [("Effusion vs Fibrosis (nih)", figure(0.95, 0.93, 0.97),
+                          figure(0.99, 0.98, 1.0))],
     }
     evidence.update(changes)
     return evidence
@@ -270,7 +272,7 @@ def test_verdicts_on_evidence_of_a_shortcut():
         "not supported"]
     assert verdicts(shortcut_evidence(accuracy=figure(0.5, 0.45, 0.55)))[1] == "not supported"
     fired = [name for name, fires, _ in verdict.shortcut_tests(shortcut_evidence()) if fires]
-    assert len(fired) == 5
+    assert len(fired) == 6
 
 
 def test_verdicts_on_evidence_of_disease_features():
@@ -278,7 +280,9 @@ def test_verdicts_on_evidence_of_disease_features():
         accuracy=figure(0.88, 0.85, 0.91), patient_gap=figure(0.01, -0.02, 0.04),
         border_retained=0.1, statistics_accuracy=figure(0.40), source_probe=figure(0.6),
         lung_enrichment=1.6, age_swap_fall=figure(0.0, -0.03, 0.03),
-        age_swap_normal_fall=figure(0.01, -0.04, 0.06), external_gap=figure(0.02, -0.01, 0.04))
+        age_swap_normal_fall=figure(0.01, -0.04, 0.06), external_gap=figure(0.02, -0.01, 0.04),
+        pairs_within=[("Effusion vs Fibrosis (nih)", figure(0.92, 0.89, 0.95),
+                       figure(0.61, 0.55, 0.67))])
     assert verdicts(clean) == ["supported", "supported", "supported", "supported", "supported",
                                "supported"]
     # Saliency off the lungs counts only when the maps pass the randomisation check.
@@ -303,7 +307,7 @@ def test_missing_or_incomparable_evidence_cannot_tell():
     assert verdicts(four_classes)[1] == "cannot tell", "not the paper's seven-class task"
     partial = shortcut_evidence(border_retained=0.1, statistics_accuracy=figure(0.3),
                                 source_probe=None, lung_enrichment=None, age_swap_fall=None,
-                                age_swap_normal_fall=None)
+                                age_swap_normal_fall=None, pairs_within=[])
     assert verdicts(partial)[4] == "cannot tell"
     unclear = shortcut_evidence(strategy_differences={"off_the_shelf": figure(0.01, -0.02, 0.04)})
     assert verdicts(unclear)[2] == "cannot tell"

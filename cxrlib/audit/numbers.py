@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.audit.pairs import PAIRS
 from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
 from cxrlib.audit.verdict import (
     CANNOT_TELL,
@@ -27,6 +28,7 @@ from cxrlib.audit.verdict import (
 from cxrlib.core import paper, paths
 from cxrlib.core.profiles import PROFILES, audit_settings
 from cxrlib.experiment import results
+from cxrlib.experiment.runs import run_classes
 
 NOT_RUN = "not run yet"
 #: Each experiment and the stored table that holds its result.
@@ -36,6 +38,7 @@ EXPERIMENT_TABLES = {
     "2. accuracy within a collection": "within_collection",
     "3. masked inputs": "masked_inputs",
     "4. trivial image statistics": "image_statistics",
+    "4. disease against disease": "pairs",
     "5. saliency": "saliency_summary",
     "5. randomisation check": "randomisation_summary",
     "6. external data": "external",
@@ -221,6 +224,37 @@ def swap_numbers(run_path: Path) -> dict:
     return n
 
 
+def pairs_numbers(run_path: Path) -> dict:
+    """Disease against disease: the audit configuration's AUC on each pair reported, and the
+    best image-statistics classifier's, by glue name ``audit_pair_<a>_<b>_{network,statistics}``
+    (class names in lower case, spaces and dashes as underscores)."""
+    table = read_table(run_path, "pairs")
+    config = folds_numbers(run_path)["audit_config"]
+    held = set(run_classes(run_path)) if (run_path / "profile.json").is_file() else set()
+    numbers = {}
+    for a, b in PAIRS:
+        key = f"audit_pair_{a}_{b}".lower().replace("-", "_").replace(" ", "_")
+        if held and not {a, b} <= held:
+            lacking = " and ".join(c for c in (a, b) if c not in held)
+            numbers[f"{key}_network"] = numbers[f"{key}_statistics"] = \
+                f"not in this run (it has no {lacking} class)"
+            continue
+        rows = None if table is None else table[(table["a"] == a) & (table["b"] == b)]
+        network = table_figure(rows, {"model": config}, "auc", "auc_low", "auc_high")
+        rival = None if rows is None or rows.empty else \
+            rows[rows["model"].str.startswith("image statistics")].sort_values("auc").tail(1)
+        statistics = table_figure(rival, {}, "auc", "auc_low", "auc_high")
+        numbers[f"{key}_network"] = _auc(network)
+        numbers[f"{key}_statistics"] = _auc(statistics)
+    return numbers
+
+
+def _auc(figure: Figure | None) -> str:
+    if figure is None or math.isnan(figure.value):
+        return NOT_RUN
+    return f"{figure.value:.3f} [{figure.low:.3f}, {figure.high:.3f}]"
+
+
 def verdict_numbers(run_path: Path) -> dict:
     """How many of the paper's claims each verdict covers."""
     verdicts = verdict_table(collect_evidence(run_path))["verdict"]
@@ -229,7 +263,8 @@ def verdict_numbers(run_path: Path) -> dict:
 
 
 NUMBERS = (folds_numbers, patient_numbers, probe_numbers, masked_numbers, statistics_numbers,
-           saliency_numbers, explained_numbers, external_numbers, swap_numbers, verdict_numbers)
+           pairs_numbers, saliency_numbers, explained_numbers, external_numbers, swap_numbers,
+           verdict_numbers)
 
 
 def prose_numbers(run_path: str | Path) -> dict:

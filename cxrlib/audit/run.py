@@ -26,6 +26,7 @@ from cxrlib.audit.experiments import (
     within_collection,
 )
 from cxrlib.audit.external import external_evaluation, external_images, external_record
+from cxrlib.audit.pairs import pair_table
 from cxrlib.audit.retrain import (
     EXPLAINED_VARIANT,
     ensure_baseline,
@@ -42,7 +43,7 @@ from cxrlib.audit.store import read_table, write_record, write_table
 from cxrlib.audit.verdict import collect_evidence, verdict_table
 from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
 from cxrlib.experiment import cv, results
-from cxrlib.experiment.runs import run_name
+from cxrlib.experiment.runs import run_configs, run_name
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,22 @@ def statistics_step(audit: Audit) -> dict:
     return audit.store({"image_statistics": scores, "image_statistics_predictions": oof})
 
 
+def pairs_step(audit: Audit) -> dict:
+    """Disease against disease, within one collection (Effusion vs Fibrosis, both NIH) and
+    across, for every configuration of the main run and for the image-statistics rival."""
+    tables = []
+    for config in run_configs(audit.run_path):
+        pred = predictions(audit.run_path, config)
+        if not pred.empty:
+            tables.append(pair_table(pred).assign(model=config))
+    rival = read_table(audit.run_path, "image_statistics_predictions")
+    for model_name, pred in ([] if rival is None else rival.groupby("model")):
+        tables.append(pair_table(pred.drop(columns="model")).assign(
+            model=f"image statistics ({model_name})"))
+    tables = [t for t in tables if not t.empty]
+    return audit.store({"pairs": pd.concat(tables, ignore_index=True)}) if tables else {}
+
+
 def _explained(audit: Audit) -> tuple[Path, int] | None:
     explained = explained_fold(audit.run_path, audit.config)
     if explained is None:
@@ -193,7 +210,8 @@ def verdict_step(audit: Audit) -> dict:
 #: The audit's steps in order (the retrainings first: the saliency step explains one of them).
 STEPS = (("patient-grouped folds", patient_step), ("source probe", probe_step),
          ("masked inputs", masked_step), ("age and source swap", swap_step),
-         ("image statistics", statistics_step), ("saliency", saliency_step),
+         ("image statistics", statistics_step), ("disease against disease", pairs_step),
+         ("saliency", saliency_step),
          ("external data", external_step), ("intervals and verdict", verdict_step))
 
 

@@ -128,6 +128,7 @@ def collect_evidence(run_path: str | Path) -> dict:
     evidence["within_collection"] = [] if within is None else [
         (f"{r['collection']} ({r['run']})", Figure(r["accuracy"], r["ci_low"], r["ci_high"]),
          float(r["majority"])) for _, r in within.iterrows()]
+    evidence["pairs_within"] = _pairs_within(read_table(run_path, "pairs"), config)
     saliency = read_table(run_path, "saliency_summary")
     for key, name in (("lung_enrichment", "all"), ("covid_lung_enrichment", paper.POSITIVE_CLASS)):
         row = table_figure(saliency, {"class": name}, "lung_enrichment")
@@ -147,6 +148,22 @@ def collect_evidence(run_path: str | Path) -> dict:
     evidence["external_kind"] = record.get("kind")
     evidence["external_same_collections"] = bool(record.get("same_collections", False))
     return evidence
+
+
+def _pairs_within(pairs: pd.DataFrame | None, config: str) -> list:
+    """(pair, the network's AUC, the best image statistics' AUC) of every pair of classes from
+    one collection (:mod:`cxrlib.audit.pairs`)."""
+    if pairs is None or pairs.empty:
+        return []
+    found = []
+    for (a, b), rows in pairs[pairs["same_collection"].astype(str) == "True"].groupby(
+            ["a", "b"], sort=False):
+        network = table_figure(rows, {"model": config}, "auc", "auc_low", "auc_high")
+        rival = rows[rows["model"].str.startswith("image statistics")].sort_values("auc")
+        statistics = table_figure(rival.tail(1), {}, "auc", "auc_low", "auc_high")
+        if network is not None and statistics is not None:
+            found.append((f"{a} vs {b} ({rows['collections_a'].iloc[0]})", network, statistics))
+    return found
 
 
 def _protocol_difference(profile) -> str:
@@ -299,6 +316,13 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
         tests.append(("collections recognisable, classes not within them", fired,
                       f"source probe {probe.text()}; within a collection no better than its "
                       f"majority class: {', '.join(blind) or 'none'}"))
+    pairs = evidence.get("pairs_within") or []
+    rivalled = [name for name, network, statistics in pairs if statistics.value >= network.value]
+    tests.append(("disease pairs inside one collection no better than image statistics",
+                  None if not pairs else bool(rivalled),
+                  "; ".join(f"{name}: network AUC {network.value:.3f} [{network.low:.3f}, "
+                            f"{network.high:.3f}], image statistics {statistics.value:.3f}"
+                            for name, network, statistics in pairs) or "n/a"))
     enrichment, randomised = evidence.get("lung_enrichment"), evidence.get("randomised_spearman")
     covid = evidence.get("covid_lung_enrichment")
     if _missing(enrichment):
@@ -328,7 +352,9 @@ def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:
             f"{100 * t.retained_shortcut:.0f}% of the accuracy above chance; image statistics "
             f"reach {100 * t.statistics_rival:.0f}% of the network's accuracy above chance; the "
             f"source probe reaches {100 * t.source_recognisable:.0f}% while inside some "
-            f"collection the classes are told apart no better than its largest class; "
+            f"collection the classes are told apart no better than its largest class; on a "
+            f"pair of classes from one collection (e.g. Effusion and Fibrosis, both NIH) image "
+            f"statistics reach the network's AUC; "
             f"saliency in the lung fields is below {t.lung_enrichment:g} times their area, "
             f"over all images or over the COVID-19 images (with maps that pass the "
             f"randomisation check); accuracy or Normal's recall falls "

@@ -264,6 +264,7 @@ AUDIT_SETTINGS: dict[str, AuditSettings] = {
                              external_per_class=30),
     # On two CPU cores each retraining's fold takes about four minutes.
     "paper-bundle-cpu": AuditSettings(test_folds=(0,)),
+    "paper-bundle5-cpu": AuditSettings(test_folds=(0,)),
 }
 
 
