@@ -99,6 +99,9 @@ def test_a_fold_writes_complete_results_and_a_rerun_skips_it(tiny_curated, tmp_p
     assert info["environment"]["keras_backend"] in ("tensorflow", "jax", "torch")
     assert info["environment"]["packages"]["keras"]
     assert info["train_images_per_second"] > 0 and info["learning_rate"] == 1e-3
+    # Compilation is what the first epoch took beyond a steady one: with one epoch, unknown.
+    assert info["first_epoch_seconds"] == pytest.approx(history["seconds"].iloc[0], rel=1e-5)
+    assert info["compile_seconds"] is None
     assert any("epoch 1/1" in line for line in lines)
 
     mtime = info_path.stat().st_mtime_ns

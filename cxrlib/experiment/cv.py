@@ -157,8 +157,13 @@ def fold_info(profile: Profile, config: str, fold: int, rows: FoldRows, history:
     """The record of a finished fold (``fold.json``): settings, sizes, timings, environment."""
     strategy, trainable_blocks = parse_config(config)
     epochs_run, batches = len(history), len(rows.fit_batches)
-    # Epochs after the first show the steady speed (the first one includes compilation).
-    steady = list(history["seconds"])[1:] or list(history["seconds"])
+    # Epochs after the first show the steady speed; the first one also traces and compiles the
+    # training step, so what it took beyond a steady epoch is the compilation's cost (near 0 when
+    # JAX's persistent cache already held the step).
+    epoch_seconds = list(history["seconds"])
+    steady = epoch_seconds[1:] or epoch_seconds
+    compile_seconds = max(0.0, epoch_seconds[0] - float(np.median(steady))) \
+        if len(epoch_seconds) > 1 else None  # one epoch: nothing to tell it from
     return {
         "config": config, "strategy": strategy, "trainable_blocks": trainable_blocks,
         "fold": fold, "n_folds": profile.n_folds, "profile": profile.name,
@@ -167,6 +172,7 @@ def fold_info(profile: Profile, config: str, fold: int, rows: FoldRows, history:
         "epochs_run": epochs_run, "best_epoch": int(history["val_loss"].idxmin()) + 1,
         "test_accuracy": test_accuracy,
         "train_seconds": seconds["train"], "predict_seconds": seconds["predict"],
+        "first_epoch_seconds": epoch_seconds[0], "compile_seconds": compile_seconds,
         "train_images_per_second": batches * epochs_run / seconds["train"],
         "steady_epoch_images_per_second": batches / float(np.median(steady)),
         "learning_rate": profile.learning_rate(config), "optimizer": profile.optimizer,
