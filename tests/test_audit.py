@@ -256,6 +256,7 @@ def shortcut_evidence(**changes) -> dict:
         "external_gap": figure(0.3, 0.2, 0.4), "external_kind": "another collection",
         "pairs_within": [("Effusion vs Fibrosis (nih)", figure(0.95, 0.93, 0.97),
                           figure(0.99, 0.98, 1.0))],
+        "elsewhere_falls": [("Normal, nih (adult No Finding)", figure(0.86, 0.83, 0.89))],
     }
     evidence.update(changes)
     return evidence
@@ -272,7 +273,7 @@ def test_verdicts_on_evidence_of_a_shortcut():
         "not supported"]
     assert verdicts(shortcut_evidence(accuracy=figure(0.5, 0.45, 0.55)))[1] == "not supported"
     fired = [name for name, fires, _ in verdict.shortcut_tests(shortcut_evidence()) if fires]
-    assert len(fired) == 6
+    assert len(fired) == 7
 
 
 def test_verdicts_on_evidence_of_disease_features():
@@ -282,7 +283,8 @@ def test_verdicts_on_evidence_of_disease_features():
         lung_enrichment=1.6, age_swap_fall=figure(0.0, -0.03, 0.03),
         age_swap_normal_fall=figure(0.01, -0.04, 0.06), external_gap=figure(0.02, -0.01, 0.04),
         pairs_within=[("Effusion vs Fibrosis (nih)", figure(0.92, 0.89, 0.95),
-                       figure(0.61, 0.55, 0.67))])
+                       figure(0.61, 0.55, 0.67))],
+        elsewhere_falls=[("COVID-19, hannover", figure(0.01, -0.03, 0.04))])
     assert verdicts(clean) == ["supported", "supported", "supported", "supported", "supported",
                                "supported"]
     # Saliency off the lungs counts only when the maps pass the randomisation check.
@@ -307,7 +309,8 @@ def test_missing_or_incomparable_evidence_cannot_tell():
     assert verdicts(four_classes)[1] == "cannot tell", "not the paper's seven-class task"
     partial = shortcut_evidence(border_retained=0.1, statistics_accuracy=figure(0.3),
                                 source_probe=None, lung_enrichment=None, age_swap_fall=None,
-                                age_swap_normal_fall=None, pairs_within=[])
+                                age_swap_normal_fall=None, pairs_within=[],
+                                elsewhere_falls=[])
     assert verdicts(partial)[4] == "cannot tell"
     unclear = shortcut_evidence(strategy_differences={"off_the_shelf": figure(0.01, -0.02, 0.04)})
     assert verdicts(unclear)[2] == "cannot tell"

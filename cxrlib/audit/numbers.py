@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.audit.elsewhere import HANNOVER, NIH_NORMAL, NIH_PNEUMONIA
 from cxrlib.audit.pairs import PAIRS
 from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
 from cxrlib.audit.verdict import (
@@ -45,6 +46,11 @@ EXPERIMENT_TABLES = {
     "7. age and source swap": "age_swap",
     "8. intervals and trivial baselines": "uncertainty",
 }
+
+
+#: The sources from elsewhere by their glue names' key.
+ELSEWHERE_SOURCES = {"hannover": HANNOVER, "nih_pneumonia": NIH_PNEUMONIA,
+                     "nih_normal": NIH_NORMAL}
 
 
 def status_table(run_path: str | Path) -> pd.DataFrame:
@@ -255,6 +261,34 @@ def _auc(figure: Figure | None) -> str:
     return f"{figure.value:.3f} [{figure.low:.3f}, {figure.high:.3f}]"
 
 
+def elsewhere_numbers(run_path: Path) -> dict:
+    """6b. Recall on each source from elsewhere and the same class's cross-validated recall,
+    by glue name ``audit_elsewhere_<hannover|nih_pneumonia|nih_normal>_{text,internal}``."""
+    falls = read_table(run_path, "external_validation_falls")
+    record = read_record(run_path, "external_validation") or {}
+    numbers = {"audit_elsewhere_folds": NOT_RUN if not record else
+               f"{len(record['folds'])} fold network{'s' if len(record['folds']) > 1 else ''} "
+               f"of {record['config']} (test folds {', '.join(map(str, record['folds']))}), "
+               f"their probabilities averaged"}
+    for key, source in ELSEWHERE_SOURCES.items():
+        row = None if falls is None else falls[falls["source"] == source]
+        if row is None or row.empty:
+            numbers[f"audit_elsewhere_{key}_text"] = NOT_RUN
+            numbers[f"audit_elsewhere_{key}_internal"] = NOT_RUN
+            continue
+        numbers[f"audit_elsewhere_{key}_text"] = _elsewhere_recall(run_path, source)
+        numbers[f"audit_elsewhere_{key}_internal"] = f"{100 * float(row['internal'].iloc[0]):.1f}%"
+    return numbers
+
+
+def _elsewhere_recall(run_path: Path, source: str) -> str:
+    """``"6.7% [5.2, 8.7] of 934 images (889 patients)"`` for one source from elsewhere."""
+    table = read_table(run_path, "external_validation")
+    row = table[(table["source"] == source) & table["metric"].str.startswith("recall ")].iloc[0]
+    return (f"{Figure(row['value'], row['ci_low'], row['ci_high']).text()} of "
+            f"{int(row['n_images'])} images ({int(row['n_patients'])} patients)")
+
+
 def verdict_numbers(run_path: Path) -> dict:
     """How many of the paper's claims each verdict covers."""
     verdicts = verdict_table(collect_evidence(run_path))["verdict"]
@@ -263,8 +297,8 @@ def verdict_numbers(run_path: Path) -> dict:
 
 
 NUMBERS = (folds_numbers, patient_numbers, probe_numbers, masked_numbers, statistics_numbers,
-           pairs_numbers, saliency_numbers, explained_numbers, external_numbers, swap_numbers,
-           verdict_numbers)
+           pairs_numbers, saliency_numbers, explained_numbers, external_numbers,
+           elsewhere_numbers, swap_numbers, verdict_numbers)
 
 
 def prose_numbers(run_path: str | Path) -> dict:

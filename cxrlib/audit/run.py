@@ -26,6 +26,7 @@ from cxrlib.audit.experiments import (
     within_collection,
 )
 from cxrlib.audit.external import external_evaluation, external_images, external_record
+from cxrlib.audit.elsewhere import external_validation, predicted_as, recall_falls
 from cxrlib.audit.pairs import pair_table
 from cxrlib.audit.retrain import (
     EXPLAINED_VARIANT,
@@ -42,7 +43,8 @@ from cxrlib.audit.statistics import image_statistics
 from cxrlib.audit.store import read_table, write_record, write_table
 from cxrlib.audit.verdict import collect_evidence, verdict_table
 from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
-from cxrlib.experiment import cv, results
+from cxrlib.core import paths
+from cxrlib.experiment import cv, results, runs
 from cxrlib.experiment.runs import run_configs, run_name
 
 
@@ -196,6 +198,26 @@ def external_step(audit: Audit) -> dict:
     return audit.store({"external": comparison, "external_predictions": external_predictions})
 
 
+def elsewhere_step(audit: Audit) -> dict:
+    """6b. The run's own networks on another hospital's COVID-19 images and on adult NIH
+    pneumonia and normals of patients it never saw (real data only)."""
+    data_dir = Path(audit.data_dir) if audit.data_dir else paths.default_data_dir()
+    if audit.profile.dataset != "real" or data_dir is None:
+        return {}
+    found = external_validation(audit.run_path, audit.config, data_dir)
+    if found is None:
+        audit.log(f"[audit] no kept {audit.config} weights in {audit.run_path.name} (or no "
+                  f"images from elsewhere): no external validation")
+        return {}
+    table, predictions, record = found
+    write_record(audit.run_path, "external_validation", record)
+    return audit.store({"external_validation": table,
+                        "external_validation_predictions": predictions,
+                        "external_validation_falls": recall_falls(table),
+                        "external_validation_predicted_as": predicted_as(
+                            predictions, runs.run_classes(audit.run_path))})
+
+
 def verdict_step(audit: Audit) -> dict:
     """8. Every headline figure with its interval and the trivial rules beside it; from scratch
     against every other configuration; then the verdict on each claim from all that is stored."""
@@ -212,7 +234,8 @@ STEPS = (("patient-grouped folds", patient_step), ("source probe", probe_step),
          ("masked inputs", masked_step), ("age and source swap", swap_step),
          ("image statistics", statistics_step), ("disease against disease", pairs_step),
          ("saliency", saliency_step),
-         ("external data", external_step), ("intervals and verdict", verdict_step))
+         ("external data", external_step), ("images from elsewhere", elsewhere_step),
+         ("intervals and verdict", verdict_step))
 
 
 def run_audit(profile: Profile | str, run: str = "", data_dir=None, train: bool = True,

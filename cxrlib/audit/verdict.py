@@ -147,6 +147,10 @@ def collect_evidence(run_path: str | Path) -> dict:
     record = read_record(run_path, "external") or {}
     evidence["external_kind"] = record.get("kind")
     evidence["external_same_collections"] = bool(record.get("same_collections", False))
+    falls = read_table(run_path, "external_validation_falls")
+    evidence["elsewhere_falls"] = [] if falls is None else [
+        (f"{r['class']}, {r['source']}", Figure(r["difference"], r["diff_low"], r["diff_high"]))
+        for _, r in falls.iterrows()]
     return evidence
 
 
@@ -259,7 +263,13 @@ def _biomarkers(evidence: dict, t: Thresholds) -> tuple:
 
 def _carries_over(evidence: dict, t: Thresholds) -> tuple:
     external = evidence.get("external_gap")
-    if external is None:
+    falls = evidence.get("elsewhere_falls") or []
+    if falls:  # the real images from elsewhere, where a run has them
+        _, worst = max(falls, key=lambda item: item[1].value)
+        verdict = _gap_verdict(worst, t)
+        text = "recall falls, internal minus elsewhere: " + "; ".join(
+            f"{name} {fall.text(' points')}" for name, fall in falls)
+    elif external is None:
         verdict, text = CANNOT_TELL, "no external evaluation"
     else:
         text = f"internal minus external accuracy: {external.text(' points')} " \
@@ -268,9 +278,10 @@ def _carries_over(evidence: dict, t: Thresholds) -> tuple:
                                may_support=not evidence.get("external_same_collections"))
     return ("The classifier is ready to screen patients: its accuracy carries over to "
             "images from elsewhere.", verdict, text,
-            f"not supported if accuracy falls by at least {100 * t.material_gap:.0f} points "
-            f"(interval above 0) on other images; supported if it falls by less on "
-            f"another collection")
+            f"not supported if accuracy (on real data: any class's recall on images from "
+            f"another hospital or adult patients) falls by at least "
+            f"{100 * t.material_gap:.0f} points (interval above 0) on other images; supported "
+            f"if it falls by less on another collection")
 
 
 #: The paper's claims, in the order the verdict lists them.
@@ -335,6 +346,12 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
                       f"lung share / lung area {enrichment:.2f}{covid_text}; maps after "
                       f"randomisation correlate "
                       f"{'n/a' if _missing(randomised) else f'{randomised:.2f}'}"))
+    elsewhere = evidence.get("elsewhere_falls") or []
+    if not evidence.get("synthetic"):  # real images from elsewhere exist for real runs only
+        tests.append(("a class's recall falls on images from elsewhere", None if not elsewhere else
+                      any(f.value >= t.material_gap and f.low > 0 for _, f in elsewhere),
+                      "; ".join(f"{name}: {f.text(' points')}" for name, f in elsewhere)
+                      or "n/a"))
     falls = [(what, f) for what, f in (("accuracy", evidence.get("age_swap_fall")),
                                         ("Normal's recall", evidence.get("age_swap_normal_fall")))
              if f is not None]
@@ -359,7 +376,8 @@ def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:
             f"over all images or over the COVID-19 images (with maps that pass the "
             f"randomisation check); accuracy or Normal's recall falls "
             f"by {100 * t.material_gap:.0f} points or more (interval above 0) with adult "
-            f"Normal images")
+            f"Normal images, or a class's recall falls that much on real images from "
+            f"elsewhere (another hospital, adult patients)")
 
 
 def biomarker_verdict(evidence: dict, t: Thresholds = THRESHOLDS) -> tuple[str, str]:
