@@ -271,6 +271,21 @@ def test_book_run_preference(stores, tmp_path, monkeypatch):
     assert runs.book_run(root) == root / "seven"
 
 
+def test_the_audit_chapter_shows_the_audited_real_run_with_most_classes(tmp_path, monkeypatch):
+    monkeypatch.delenv(runs.BOOK_RUN_VARIABLE, raising=False)
+    root = tmp_path / "results"
+    write_store(root, "paper-bundle", "real", BUNDLE_CLASSES, configs=("from_scratch",))
+    five = write_store(root, "five", "real", BUNDLE_CLASSES + ("Fibrosis",),
+                       configs=("from_scratch",))
+    assert runs.audit_run(root) == root / "paper-bundle", "no audit stored for the other yet"
+    (five / "audit").mkdir()
+    (five / "audit" / "verdict.csv").write_text("claim,verdict\n")
+    assert runs.book_run(root) == root / "paper-bundle"
+    assert runs.audit_run(root) == five, "more classes, with an audit"
+    monkeypatch.setenv(runs.BOOK_RUN_VARIABLE, "paper-bundle")
+    assert runs.audit_run(root) == root / "paper-bundle", "the variable decides for both"
+
+
 def test_a_run_is_named_and_found_in_one_place(stores, monkeypatch):
     monkeypatch.delenv(runs.BOOK_RUN_VARIABLE, raising=False)
     root = stores["root"]

@@ -275,6 +275,23 @@ def book_run(results_root: str | Path | None = None, made: str | None = None,
     return root / with_results[0] if with_results else root / DEMO_RUN
 
 
+def audit_run(results_root: str | Path | None = None) -> Path:
+    """The run whose audit the audit chapter shows: the book's run, unless another real-data
+    run has a stored verdict and more classes (the five-class runs carry the test of disease
+    against disease inside NIH, which a four-class run cannot make); ``$CXRLIB_BOOK_RUN``, when
+    set, decides for both."""
+    shown = book_run(results_root)
+    if os.environ.get(BOOK_RUN_VARIABLE, "").strip():
+        return shown
+    root = shown.parent
+    audited = [root / r for r in runs_with_results(root)
+               if (root / r / "audit" / "verdict.csv").is_file()
+               and results.read_profile(root / r).dataset == "real"]
+    shown_classes = len(run_classes(shown)) if (shown / "profile.json").is_file() else 0
+    richer = [r for r in audited if len(run_classes(r)) > shown_classes]
+    return max(richer, key=lambda r: len(run_classes(r))) if richer else shown
+
+
 def demo_run(results_root: str | Path | None = None) -> Path | None:
     """The synthetic ``default`` demonstration run, if it exists."""
     root = Path(results_root) if results_root is not None else paths.results_dir()
