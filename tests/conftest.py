@@ -22,7 +22,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from cxrlib.core.paper import CLASSES  # noqa: E402
+from cxrlib.core.profiles import get_profile  # noqa: E402
 from cxrlib.data.dataset import MANIFEST_COLUMNS  # noqa: E402
+from cxrlib.experiment import results  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -96,3 +98,17 @@ def standin_keras_home(tmp_path_factory) -> Path:
     with h5py.File(home / "models" / IMAGENET_FILE, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, backbone)
     return home
+
+
+def write_fold(run_path: Path, config: str, fold: int, p_covid: float = 0.9) -> Path:
+    """A finished fold of the tiny profile as cv stores one: two test images, one epoch."""
+    profile = get_profile("tiny")
+    results.ensure_profile(run_path, profile)
+    frame = pd.DataFrame({"image_id": ["a", "b"], "fold": fold, "label": ["COVID-19", "Normal"],
+                          "patient_id": ["p1", "p2"], "source": "synthetic-web"})
+    for c in profile.classes:
+        frame[f"p_{c}"] = (1 - p_covid) / (len(profile.classes) - 1)
+    frame["p_COVID-19"] = p_covid
+    history = pd.DataFrame({"epoch": [1], "loss": [1.0]})
+    return results.write_fold(run_path, config, fold, frame, history,
+                              {"config": config, "fold": fold, "n_test": len(frame)})

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_fold
 
 from cxrlib.core import paths
 from cxrlib.core.profiles import get_profile
@@ -232,7 +233,6 @@ def test_docstrings_become_markdown():
 
 
 def test_settings_say_what_the_paper_chose_and_what_we_chose():
-    from cxrlib.core.profiles import get_profile
     from cxrlib.report.chapters import settings_table
 
     table = settings_table(get_profile("paper"))
@@ -243,18 +243,6 @@ def test_settings_say_what_the_paper_chose_and_what_we_chose():
 
 
 # --- the build's execution cache ------------------------------------------------------
-
-def write_fold(run_path: Path, config: str, fold: int, p_covid: float = 0.9) -> None:
-    profile = get_profile("tiny")
-    results.ensure_profile(run_path, profile)
-    frame = pd.DataFrame({"image_id": ["a", "b"], "fold": fold, "label": ["COVID-19", "Normal"],
-                          "patient_id": ["p1", "p2"], "source": "synthetic-web"})
-    for c in profile.classes:
-        frame[f"p_{c}"] = (1 - p_covid) / (len(profile.classes) - 1)
-    frame["p_COVID-19"] = p_covid
-    history = pd.DataFrame({"epoch": [1], "loss": [1.0]})
-    results.write_fold(run_path, config, fold, frame, history, {"config": config, "fold": fold})
-
 
 def test_fingerprint_follows_the_stored_results(tmp_path):
     root = tmp_path / "results"
@@ -295,8 +283,6 @@ def test_stale_execution_cache_is_cleared_only_when_inputs_changed(tmp_path):
 
 
 def test_counts_and_exclusions_against_the_paper(tmp_path):
-    import pandas as pd
-
     from cxrlib.core import paper
     from cxrlib.data.dataset import MANIFEST_COLUMNS
     from cxrlib.report import curation_figures
@@ -333,9 +319,6 @@ def test_counts_and_exclusions_against_the_paper(tmp_path):
 
 
 def test_run_times_and_rerun_commands_come_from_the_store(tmp_path, monkeypatch):
-    import pandas as pd
-
-    from cxrlib.core.profiles import get_profile
     from cxrlib.report import provenance
 
     monkeypatch.setenv("CXRLIB_RUNS", str(tmp_path / "runs"))

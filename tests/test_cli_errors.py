@@ -16,25 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_curated
+from conftest import write_curated, write_fold
 
 from cxrlib import arguments, cli
 from cxrlib.core.profiles import get_profile
 from cxrlib.experiment import dask_clusters, results, runs
 
 
-def write_finished_fold(results_root: Path, run: str = "tiny", config: str = "from_scratch",
-                        fold: int = 0) -> Path:
-    """A run of the tiny profile with one finished fold, as cv.run_fold stores it."""
-    run_path = results.run_dir(run, results_root)
-    results.ensure_profile(run_path, get_profile("tiny"))
-    predictions = pd.DataFrame({"image_id": ["a", "b", "c"], "fold": fold,
-                                "label": ["COVID-19", "Normal", "Normal"],
-                                "patient_id": ["p1", "p2", "p3"], "source": "fixture",
-                                "p_COVID-19": [0.9, 0.2, 0.1], "p_Normal": [0.1, 0.8, 0.9]})
-    history = pd.DataFrame({"epoch": [1], "loss": [0.5], "val_loss": [0.6]})
-    return results.write_fold(run_path, config, fold, predictions, history,
-                              {"config": config, "fold": fold, "n_test": 3})
+def write_finished_fold(results_root: Path) -> Path:
+    """A run ``tiny`` with one finished from_scratch fold, as cv stores one."""
+    return write_fold(results.run_dir("tiny", results_root), "from_scratch", 0)
 
 
 def corrupt(kind: str):

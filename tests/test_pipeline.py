@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import write_fold
 
 from cxrlib.core.profiles import get_profile
 from cxrlib.experiment import results
@@ -202,18 +203,6 @@ def test_the_readme_papermill_command_runs_on_the_tiny_profile(tmp_path, standin
 
 
 # --- what the chapters read -----------------------------------------------------------------
-
-def write_fold(run_path: Path, config: str, fold: int, p_covid: float = 0.9) -> None:
-    profile = get_profile("tiny")
-    results.ensure_profile(run_path, profile)
-    frame = pd.DataFrame({"image_id": ["a", "b"], "fold": fold, "label": ["COVID-19", "Normal"],
-                          "patient_id": ["p1", "p2"], "source": "synthetic-web"})
-    for c in profile.classes:
-        frame[f"p_{c}"] = (1 - p_covid) / (len(profile.classes) - 1)
-    frame["p_COVID-19"] = p_covid
-    history = pd.DataFrame({"epoch": [1], "loss": [1.0]})
-    results.write_fold(run_path, config, fold, frame, history, {"config": config, "fold": fold})
-
 
 def test_the_book_shows_a_real_run_over_a_synthetic_one(tmp_path, monkeypatch):
     monkeypatch.delenv("CXRLIB_BOOK_RUN", raising=False)
