@@ -171,8 +171,9 @@ def run_environment(run: str | Path) -> dict:
                 "last": None}
     dates = first_column(infos, ("finished_at", "finished", "end_time", "date", "timestamp"))
     when = pd.to_datetime(dates, errors="coerce", utc=True) if dates is not None else \
-        pd.Series(pd.NaT, index=infos.index)
-    when = when.fillna(infos["_written"].astype(when.dtype))  # a fold.json without a date
+        pd.Series(pd.NaT, index=infos.index, dtype="datetime64[ns, UTC]")
+    # A fold.json without a date: its file's time, in the dates' own unit.
+    when = when.fillna(pd.to_datetime(infos["_written"], utc=True).astype(when.dtype))
     return {
         "folds": len(infos),
         "devices": _distinct(first_column(infos, ("environment.device", "device"))),
