@@ -320,7 +320,9 @@ COMMANDS = {
 
 
 def make_parser() -> Parser:
-    parser = Parser(prog="python -m cxrlib",
+    # Named as the user called it: the console script, or the module.
+    prog = "cxrlib" if Path(sys.argv[0]).name == "cxrlib" else "python -m cxrlib"
+    parser = Parser(prog=prog,
                     description="cxrlib: rerun the paper, its audit and the book; --help on each "
                                 "command says more.")
     parser.add_argument("--debug", action="store_true",
