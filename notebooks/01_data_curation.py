@@ -42,11 +42,11 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from cxrlib import arguments
-from cxrlib.data import curate
-from cxrlib.report import curation_figures as cf
 from cxrlib.core import paths
-from cxrlib.data.dataset import read_summary
 from cxrlib.core.paper import CITATION
+from cxrlib.data import curate, dataset
+from cxrlib.data.dataset import read_summary
+from cxrlib.report import curation_figures as cf
 
 # The parameters, checked as the command line checks them (`--data` only with a real profile).
 settings = [f"{k}={v}" for k, v in dict(image_size=image_size, seed=seed).items() if v]
@@ -83,7 +83,7 @@ p = summary["parameters"]
 print(f"image size {p['image_size']} px, seed {p['seed']}, multilabel policy "
       f"{p['multilabel']!r}, lateral views {'kept' if p['lateral'] else 'left out'}, "
       f"JPEG quality {p['jpeg_quality']}")
-timings = curate.read_timings(out)
+timings = dataset.read_timings(out)
 print("curated:", summary["output"]["images"], "images,",
       round(summary["output"]["image_bytes"] / 2 ** 20, 1), "MiB;",
       "wall time", timings.get("wall_time_seconds", {}).get("total_s", "not recorded"), "s on",

@@ -141,17 +141,25 @@ def collect_evidence(run_path: str | Path) -> dict:
                                              "diff_low", "diff_high")
     evidence["age_swap_normal_fall"] = table_figure(swap, {"metric": "recall_Normal"},
                                                     "difference", "diff_low", "diff_high")
-    external = read_table(run_path, "external")
-    evidence["external_gap"] = table_figure(external, {"metric": "accuracy"}, "difference",
-                                            "diff_low", "diff_high")
-    record = read_record(run_path, "external") or {}
-    evidence["external_kind"] = record.get("kind")
-    evidence["external_same_collections"] = bool(record.get("same_collections", False))
-    falls = read_table(run_path, "external_validation_falls")
-    evidence["elsewhere_falls"] = [] if falls is None else [
-        (f"{r['class']}, {r['source']}", Figure(r["difference"], r["diff_low"], r["diff_high"]))
-        for _, r in falls.iterrows()]
+    evidence.update(_external_evidence(run_path))
     return evidence
+
+
+def _external_evidence(run_path: Path) -> dict:
+    """Experiment 6: unused images of the same collections (6a) and, on real data, images from
+    another hospital and adult patients (6b: each class's recall fall)."""
+    external = read_table(run_path, "external")
+    record = read_record(run_path, "external") or {}
+    falls = read_table(run_path, "external_validation_falls")
+    return {
+        "external_gap": table_figure(external, {"metric": "accuracy"}, "difference",
+                                     "diff_low", "diff_high"),
+        "external_kind": record.get("kind"),
+        "external_same_collections": bool(record.get("same_collections", False)),
+        "elsewhere_falls": [] if falls is None else [
+            (f"{r['class']}, {r['source']}", Figure(r["difference"], r["diff_low"],
+                                                    r["diff_high"]))
+            for _, r in falls.iterrows()]}
 
 
 def _pairs_within(pairs: pd.DataFrame | None, config: str) -> list:
@@ -327,13 +335,7 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
         tests.append(("collections recognisable, classes not within them", fired,
                       f"source probe {probe.text()}; within a collection no better than its "
                       f"majority class: {', '.join(blind) or 'none'}"))
-    pairs = evidence.get("pairs_within") or []
-    rivalled = [name for name, network, statistics in pairs if statistics.value >= network.value]
-    tests.append(("disease pairs inside one collection no better than image statistics",
-                  None if not pairs else bool(rivalled),
-                  "; ".join(f"{name}: network AUC {network.value:.3f} [{network.low:.3f}, "
-                            f"{network.high:.3f}], image statistics {statistics.value:.3f}"
-                            for name, network, statistics in pairs) or "n/a"))
+    tests.append(_pairs_test(evidence))
     enrichment, randomised = evidence.get("lung_enrichment"), evidence.get("randomised_spearman")
     covid = evidence.get("covid_lung_enrichment")
     if _missing(enrichment):
@@ -346,12 +348,8 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
                       f"lung share / lung area {enrichment:.2f}{covid_text}; maps after "
                       f"randomisation correlate "
                       f"{'n/a' if _missing(randomised) else f'{randomised:.2f}'}"))
-    elsewhere = evidence.get("elsewhere_falls") or []
     if not evidence.get("synthetic"):  # real images from elsewhere exist for real runs only
-        tests.append(("a class's recall falls on images from elsewhere", None if not elsewhere else
-                      any(f.value >= t.material_gap and f.low > 0 for _, f in elsewhere),
-                      "; ".join(f"{name}: {f.text(' points')}" for name, f in elsewhere)
-                      or "n/a"))
+        tests.append(_elsewhere_test(evidence, t))
     falls = [(what, f) for what, f in (("accuracy", evidence.get("age_swap_fall")),
                                         ("Normal's recall", evidence.get("age_swap_normal_fall")))
              if f is not None]
@@ -360,6 +358,26 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
                   "; ".join(f"{what} falls by {f.text(' points')}" for what, f in falls)
                   or "n/a"))
     return tests
+
+
+def _pairs_test(evidence: dict) -> tuple[str, bool | None, str]:
+    """Fires when, on a pair of classes from one collection, image statistics reach the
+    network's AUC."""
+    pairs = evidence.get("pairs_within") or []
+    rivalled = [name for name, network, statistics in pairs if statistics.value >= network.value]
+    return ("disease pairs inside one collection no better than image statistics",
+            None if not pairs else bool(rivalled),
+            "; ".join(f"{name}: network AUC {network.value:.3f} [{network.low:.3f}, "
+                      f"{network.high:.3f}], image statistics {statistics.value:.3f}"
+                      for name, network, statistics in pairs) or "n/a")
+
+
+def _elsewhere_test(evidence: dict, t: Thresholds) -> tuple[str, bool | None, str]:
+    """Fires when a class's recall falls materially on real images from elsewhere."""
+    elsewhere = evidence.get("elsewhere_falls") or []
+    return ("a class's recall falls on images from elsewhere", None if not elsewhere else
+            any(f.value >= t.material_gap and f.low > 0 for _, f in elsewhere),
+            "; ".join(f"{name}: {f.text(' points')}" for name, f in elsewhere) or "n/a")
 
 
 def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:

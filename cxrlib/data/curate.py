@@ -55,7 +55,7 @@ from cxrlib import __version__
 from cxrlib.core import paths
 from cxrlib.core.paper import CLASSES, class_counts
 from cxrlib.core.profiles import Profile
-from cxrlib.data.dataset import CURATION_COLUMNS, MANIFEST_COLUMNS
+from cxrlib.data.dataset import CURATION_COLUMNS, MANIFEST_COLUMNS, timings_path
 from cxrlib.data.download import missing_data_message
 from cxrlib.data.screening import (
     CRITERIA,
@@ -441,14 +441,3 @@ def _write(out: Path, manifest: pd.DataFrame, jpegs: dict[str, bytes], summary: 
     seconds["total_s"] = round(time.perf_counter() - t0, 2)
     timings_path(out).write_text(json.dumps({"wall_time_seconds": seconds, "workers": workers},
                                             indent=1) + "\n")
-
-
-def timings_path(out: Path) -> Path:
-    """Where the wall time of the last curation into ``out`` is kept (beside the folder)."""
-    return Path(out).with_name(f"{Path(out).name}.timings.json")
-
-
-def read_timings(out: Path) -> dict:
-    """The last curation's ``wall_time_seconds`` and ``workers`` ({} if not recorded)."""
-    path = timings_path(out)
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -97,3 +97,15 @@ def load_curated(out_dir: str | Path, classes=None, include_excluded: bool = Fal
     images = np.stack([load_image(out_dir, i) for i in df["image_id"]]) if len(df) else \
         np.zeros((0, 0, 0), np.uint8)
     return df, images
+
+
+def timings_path(out: str | Path) -> Path:
+    """Where the wall time of the last curation into ``out`` is kept: beside the folder, not in
+    it, so that the folder is the same, byte for byte, whenever the inputs are."""
+    return Path(out).with_name(f"{Path(out).name}.timings.json")
+
+
+def read_timings(out: str | Path) -> dict:
+    """The last curation's ``wall_time_seconds`` and ``workers`` ({} if not recorded)."""
+    path = timings_path(out)
+    return json.loads(path.read_text()) if path.is_file() else {}
