@@ -16,6 +16,7 @@ for _name, _folder in (("CXRLIB_RESULTS", "results"), ("CXRLIB_RUNS", "runs"),
                        ("CXRLIB_SCREENSHOTS", "screenshots"), ("MPLCONFIGDIR", "matplotlib")):
     os.environ[_name] = str(SESSION_TMP / _folder)
 os.environ.pop("CXRLIB_BOOK_RUN", None)
+os.environ.pop("CXRLIB_AUDIT_RUN", None)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

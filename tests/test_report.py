@@ -273,6 +273,7 @@ def test_book_run_preference(stores, tmp_path, monkeypatch):
 
 def test_the_audit_chapter_shows_the_audited_real_run_with_most_classes(tmp_path, monkeypatch):
     monkeypatch.delenv(runs.BOOK_RUN_VARIABLE, raising=False)
+    monkeypatch.delenv(runs.AUDIT_RUN_VARIABLE, raising=False)
     root = tmp_path / "results"
     write_store(root, "paper-bundle", "real", BUNDLE_CLASSES, configs=("from_scratch",))
     five = write_store(root, "five", "real", BUNDLE_CLASSES + ("Fibrosis",),
@@ -282,8 +283,10 @@ def test_the_audit_chapter_shows_the_audited_real_run_with_most_classes(tmp_path
     (five / "audit" / "verdict.csv").write_text("claim,verdict\n")
     assert runs.book_run(root) == root / "paper-bundle"
     assert runs.audit_run(root) == five, "more classes, with an audit"
-    monkeypatch.setenv(runs.BOOK_RUN_VARIABLE, "paper-bundle")
-    assert runs.audit_run(root) == root / "paper-bundle", "the variable decides for both"
+    monkeypatch.setenv(runs.BOOK_RUN_VARIABLE, "paper-bundle")  # as the book command sets it
+    assert runs.audit_run(root) == five
+    monkeypatch.setenv(runs.AUDIT_RUN_VARIABLE, "paper-bundle")
+    assert runs.audit_run(root) == root / "paper-bundle", "its own variable decides"
 
 
 def test_a_run_is_named_and_found_in_one_place(stores, monkeypatch):

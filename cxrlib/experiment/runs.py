@@ -31,6 +31,8 @@ from cxrlib.experiment import results
 
 #: The run the book shows can be forced with this variable (a run name or a folder).
 BOOK_RUN_VARIABLE = "CXRLIB_BOOK_RUN"
+#: The environment variable that names the run the audit chapter shows (see :func:`audit_run`).
+AUDIT_RUN_VARIABLE = "CXRLIB_AUDIT_RUN"
 #: Real-data runs the book prefers, best first.
 PREFERRED_REAL_RUNS = ("paper-bundle", "paper")
 #: The synthetic demonstration run (the default profile's).
@@ -277,14 +279,15 @@ def book_run(results_root: str | Path | None = None, made: str | None = None,
 
 
 def audit_run(results_root: str | Path | None = None) -> Path:
-    """The run whose audit the audit chapter shows: the book's run, unless another real-data
-    run has a stored verdict and more classes (the five-class runs carry the test of disease
-    against disease inside NIH, which a four-class run cannot make); ``$CXRLIB_BOOK_RUN``, when
-    set, decides for both."""
+    """The run whose audit the audit chapter shows: ``$CXRLIB_AUDIT_RUN`` when set; else the
+    book's run, unless another real-data run has a stored verdict and more classes (the
+    five-class runs carry the test of disease against disease inside NIH, which a four-class
+    run cannot make)."""
     shown = book_run(results_root)
-    if os.environ.get(BOOK_RUN_VARIABLE, "").strip():
-        return shown
     root = shown.parent
+    forced = os.environ.get(AUDIT_RUN_VARIABLE, "").strip()
+    if forced:
+        return resolve(forced, root)
     audited = [root / r for r in runs_with_results(root)
                if (root / r / "audit" / "verdict.csv").is_file()
                and results.read_profile(root / r).dataset == "real"]
