@@ -307,6 +307,13 @@ def test_missing_or_incomparable_evidence_cannot_tell():
     assert set(verdicts(empty)) == {"cannot tell"}
     four_classes = shortcut_evidence(classes=("COVID-19", "Effusion", "Pneumonia", "Normal"))
     assert verdicts(four_classes)[1] == "cannot tell", "not the paper's seven-class task"
+    # With the paper's own accuracy on the images of those classes, the figure compares.
+    restricted = dict(four_classes, paper_accuracy_restricted=0.945,
+                      accuracy=figure(0.895, 0.884, 0.906))
+    table = verdict.verdict_table(restricted)
+    assert table["verdict"].iloc[1] == "not supported"
+    assert "our 4 classes" in table["evidence"].iloc[1] and "94.5%" in table["evidence"].iloc[1]
+    assert verdicts(dict(restricted, accuracy=figure(0.93, 0.92, 0.94)))[1] == "supported"
     partial = shortcut_evidence(border_retained=0.1, statistics_accuracy=figure(0.3),
                                 source_probe=None, lung_enrichment=None, age_swap_fall=None,
                                 age_swap_normal_fall=None, pairs_within=[],
