@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.audit.retrain import VARIANTS
 from cxrlib.core import paper
 from cxrlib.core.profiles import PROFILES, Profile
 from cxrlib.experiment import runs
@@ -143,3 +144,80 @@ def profiles_table() -> pd.DataFrame:
 def not_reported() -> list[str]:
     """What the paper leaves unsaid about its training (from the transcribed figures)."""
     return list(paper.reported()["model"]["not_reported"])
+
+
+# --- the glossary: run names decoded from the code that forms them ---------------------------
+
+def _profile_prefix(name: str) -> str | None:
+    """The longest profile name that ``name`` starts with, followed by its end, "_" or "-"."""
+    found = [p for p in PROFILES if name == p or name.startswith((p + "_", p + "-"))]
+    return max(found, key=len) if found else None
+
+
+def _overrides(text: str) -> dict[str, str] | None:
+    """``grouping-patient_epochs-3`` -> {"grouping": "patient", "epochs": "3"}, as
+    :func:`cxrlib.experiment.runs.override_run_name` joins them; None if it does not parse."""
+    fields = sorted((f.name for f in dataclasses.fields(Profile)), key=len, reverse=True)
+    found: dict[str, str] = {}
+    while text:
+        key = next((f for f in fields if text.startswith(f + "-")), None)
+        if key is None:
+            return None
+        text = text[len(key) + 1:]
+        ends = [m.start() for f in fields for m in re.finditer(rf"_{re.escape(f)}-", text)]
+        cut = min(ends) if ends else len(text)
+        found[key], text = text[:cut], text[cut + 1:]
+    return found
+
+
+def decode_run_name(name: str) -> dict:
+    """What a run name says: its profile, the settings it overrides (``_key-value``) and the
+    audit retraining it is (``-variant``, :data:`cxrlib.audit.retrain.VARIANTS`); ``kind`` is
+    "profile", "profile with overrides", "audit retraining" or "a name given with --run"."""
+    for variant, changes in VARIANTS.items():
+        main = decode_run_name(name[:-len(variant) - 1]) if name.endswith("-" + variant) \
+            else None
+        if main and main["profile"]:
+            return {**main, "kind": "audit retraining", "main run": name[:-len(variant) - 1],
+                    "variant": variant, "overrides": {**main["overrides"], **changes}}
+    profile = _profile_prefix(name)
+    rest = name[len(profile) + 1:] if profile else None
+    overrides = _overrides(rest) if rest else {}
+    if profile is None or overrides is None or (rest and name[len(profile)] != "_"):
+        return {"kind": "a name given with --run", "profile": None, "overrides": {}, "main run": name,
+                "variant": None}
+    return {"kind": "profile with overrides" if overrides else "profile", "profile": profile,
+            "overrides": overrides, "main run": name, "variant": None}
+
+
+def profile_changes(profile: Profile) -> dict:
+    """The settings in which a stored run's profile differs from the profile it names (all of
+    them when that name is no profile of :data:`PROFILES`)."""
+    base = PROFILES.get(profile.name)
+    return {f.name: getattr(profile, f.name) for f in dataclasses.fields(Profile)
+            if f.name not in ("name", "description")
+            and (base is None or getattr(base, f.name) != getattr(profile, f.name))}
+
+
+def run_names_table(run_paths) -> pd.DataFrame:
+    """One row per stored run: how its name is formed (:func:`decode_run_name`), the profile
+    its ``profile.json`` names, and the settings that differ from that profile (read from
+    ``profile.json``, so the table holds whatever the name says)."""
+    rows = []
+    for path in map(Path, run_paths):
+        d = decode_run_name(path.name)
+        stored = runs.run_profile(path)
+        rows.append({"run": path.name, "how the name is formed": d["kind"],
+                     "profile": stored.name if stored else d["profile"] or "",
+                     "settings changed": "; ".join(
+                         f"{k} = {_setting_value(k, v)}" for k, v in
+                         (profile_changes(stored) if stored else d["overrides"]).items()),
+                     "retraining of": d["main run"] if d["variant"] else ""})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def variants_table() -> pd.DataFrame:
+    """The audit's retrainings: the suffix each adds to a run name and what it changes."""
+    return pd.DataFrame([{"suffix": f"-{v}", "settings changed": ", ".join(
+        f"{k} = {val}" for k, val in changes.items())} for v, changes in VARIANTS.items()]
+    ).set_index("suffix")
