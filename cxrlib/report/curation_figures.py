@@ -7,16 +7,20 @@ that no committed or CI output embeds a real X-ray. Every title of synthetic dat
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cxrlib.core import paper
+from cxrlib.core import paper, paths
 from cxrlib.core.paper import CLASSES
+from cxrlib.data import download
 from cxrlib.data.dataset import load_image, read_manifest, read_summary
+from cxrlib.experiment import results
 
 SHOW_REAL_ENV = "CXRLIB_SHOW_REAL_IMAGES"
 
@@ -286,3 +290,151 @@ def save_figure(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+# --- the folders behind the committed runs ----------------------------------------------------
+
+#: Where each folder of the shared real-data bundle was copied from (transcribed from the
+#: bundle's ``provenance.json``, "sources"; tests/test_provenance.py checks the repositories and
+#: commits against it wherever the bundle is present). The bundle's images were converted to
+#: 8-bit grayscale JPEG (quality 90), the longest side at most 512 px.
+BUNDLE_ORIGINS: dict[str, dict[str, str]] = {
+    "cohen": {
+        "holds": "COVID-19 radiographs of the collection of Cohen et al.",
+        "repository": "ieee8023/covid-chestxray-dataset",
+        "commit": "584034aa7fbf06496741f11008d72fd791c8e443",
+        "licence": "per image (Apache 2.0, CC BY-NC-SA 4.0, CC BY 4.0, ...)"},
+    "kermany": {
+        "holds": "paediatric Normal and Pneumonia radiographs of Kermany et al. (Kaggle layout)",
+        "repository": "waliatushar/ai-pneumonia-detection",
+        "commit": "362d6d1be840461d0f26253972ec86bbc8533772",
+        "licence": "CC BY 4.0 (the dataset, Mendeley Data doi:10.17632/rscbjbr9sj.2)"},
+    "nih": {
+        "holds": "NIH ChestX-ray14 images under their NIH names, with NIH's label rows",
+        "repository": "mlmed/torchxrayvision (labels); images from several public copies, "
+                      "most from katir4567/fibrosis",
+        "commit": "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5 (labels); "
+                  "d5d15510b22c997f45ad17f403ded30b7a56ac0c (katir4567/fibrosis)",
+        "licence": "NIH Clinical Center: unrestricted use with citation"},
+    "nih_rxtorax": {
+        "holds": "NIH single-label Effusion and No Finding images whose NIH names were lost "
+                 "(a Kaggle copy, epreis/rxtorax)",
+        "repository": "ashok133/Pleural-Effusion-Detection",
+        "commit": "466a36d0d919839f3c3cc599a7c5dbab43713d59",
+        "licence": "NIH Clinical Center: unrestricted use with citation"},
+    "hannover": {
+        "holds": "COVID-19 radiographs of Hannover Medical School (external validation only)",
+        "repository": "ml-workgroup/covid-19-image-repository",
+        "commit": "ad7ab099b425f16e06bba22322336b7d6a732965",
+        "licence": "CC BY 3.0 (doi:10.6084/m9.figshare.12275009)"},
+}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _public_download(folder: str) -> str:
+    """What ``python -m cxrlib download`` fetches in place of a bundle folder."""
+    if folder in download.REMOTES:
+        files = download.REMOTES[folder]
+        sizes = sorted({r.size_note for r in files})
+        return (f"`python -m cxrlib download --source {folder}`: {len(files)} file"
+                f"{'s' if len(files) > 1 else ''} ({files[0].filename}"
+                f"{', ...' if len(files) > 1 else ''}; {', '.join(sizes)} each), "
+                f"{urlparse(files[-1].url).netloc}")
+    if folder == "nih_rxtorax":
+        return "none: with the full NIH download, curation draws these classes from nih/"
+    return (f"none (external validation only): `git clone https://github.com/"
+            f"{BUNDLE_ORIGINS[folder]['repository']}` at commit "
+            f"{BUNDLE_ORIGINS[folder]['commit'][:12]}")
+
+
+def source_origins() -> pd.DataFrame:
+    """Per folder of the shared bundle: what it holds, where it was copied from (repository and
+    commit), its licence, and what the download command fetches instead."""
+    return pd.DataFrame([{"folder": f"{folder}/", **origin,
+                          "public download": _public_download(folder)}
+                         for folder, origin in BUNDLE_ORIGINS.items()]).set_index("folder")
+
+
+def real_runs(results_root: str | Path | None = None) -> list[Path]:
+    """The stored runs made on real data, by name."""
+    root = Path(results_root) if results_root else paths.results_dir()
+    found = [root / r for r in results.list_runs(root)]
+    return [p for p in found if (p / "folds.csv").is_file()
+            and results.read_profile(p).dataset == "real"]
+
+
+def run_images_table(run_paths) -> pd.DataFrame:
+    """Images per (run, class) and source, read from each run's stored ``folds.csv``."""
+    parts = {}
+    for path in run_paths:
+        folds = results.read_folds(Path(path))
+        order = [c for c in CLASSES if c in set(folds["label"])] + sorted(
+            set(folds["label"]) - set(CLASSES))
+        parts[Path(path).name] = _with_totals(pd.crosstab(folds["label"], folds["source"]),
+                                              order)
+    table = pd.concat(parts, names=["run", "class"]).fillna(0).astype(int)
+    return table.rename_axis(columns="source")
+
+
+def _image_set(path: Path) -> frozenset:
+    folds = results.read_folds(path)
+    return frozenset(zip(folds["image_id"], folds["label"]))
+
+
+def _included(curated: Path, images: frozenset) -> frozenset:
+    """The manifest's included images of the classes ``images`` has, as (image_id, label)."""
+    m = read_manifest(curated)
+    m = m[(m["excluded"] == "") & m["label"].isin({label for _, label in images})]
+    return frozenset(zip(m["image_id"], m["label"]))
+
+
+def checksums_table(results_root: str | Path | None = None) -> pd.DataFrame:
+    """Per real-data run: its images, the SHA-256 of its stored ``folds.csv`` (every image used,
+    with label, patient, source and fold) and of its stored curation manifest (every examined
+    image with its decision), and the first run with exactly the same images and labels."""
+    rows, seen = [], {}
+    for path in real_runs(results_root):
+        images = _image_set(path)
+        first = seen.setdefault(images, path.name)
+        manifest = path / results.CURATION_DIR / "manifest.csv"
+        rows.append({
+            "run": path.name, "images": len(images),
+            "folds.csv SHA-256": file_sha256(path / "folds.csv"),
+            "curation manifest SHA-256": file_sha256(manifest) if manifest.is_file()
+            else "not stored with the run",
+            "its included images are the run's": "" if not manifest.is_file() else
+            "yes" if _included(manifest.parent, images) == images else "no",
+            "same images and labels as": "" if first == path.name else first})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def stored_exclusions(results_root: str | Path | None = None) -> pd.DataFrame:
+    """Excluded images per reason and class, for every real-data run whose curation manifest is
+    stored with its results (:func:`exclusions_table` of each)."""
+    parts = {p.name: exclusions_table(p / results.CURATION_DIR) for p in real_runs(results_root)
+             if (p / results.CURATION_DIR / "manifest.csv").is_file()}
+    parts = {run: t for run, t in parts.items() if not t.empty}
+    return pd.concat(parts, names=["run", "class"]).fillna(0).astype(int) if parts \
+        else pd.DataFrame()
+
+
+def source_share(label: str, results_root: str | Path | None = None) -> dict:
+    """Where one class's images come from in the first real-data run that has it: the run, the
+    class's images and their count per source (zeros for the bundle's folders it does not use;
+    run "none" when no such run is stored)."""
+    found = {"run": "none", "total": 0, **{folder: 0 for folder in BUNDLE_ORIGINS}}
+    for path in real_runs(results_root):
+        folds = results.read_folds(path)
+        mine = folds[folds["label"] == label]
+        if len(mine):
+            return {**found, "run": path.name, "total": len(mine),
+                    **mine["source"].value_counts().astype(int).to_dict()}
+    return found
