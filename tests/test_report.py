@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace as Script
 
 import matplotlib
 import numpy as np
@@ -14,7 +15,7 @@ from cxrlib.core import metrics, paper, paths
 from cxrlib.core.errors import UserError
 from cxrlib.core.profiles import BUNDLE_CLASSES, get_profile
 from cxrlib.experiment import results, runs
-from cxrlib.report import figures, glue
+from cxrlib.report import figures, glue, vendor
 
 matplotlib.use("Agg")
 
@@ -102,6 +103,11 @@ def test_paper_tables_hold_reported_figures():
         comparison.paper_table(8)
 
 
+def seven_restricted(run) -> float:
+    """The paper's from-scratch accuracy restricted to the run's classes."""
+    return paper.restricted_figures("from_scratch", runs.run_classes(run))["acc_nclass"]
+
+
 def test_comparison_of_figures_tables(stores):
     run = stores["bundle"]
     table5 = comparison.comparison_table(run, 5, n_boot=200).set_index("metric")
@@ -122,9 +128,19 @@ def test_comparison_of_figures_tables(stores):
     assert seven["ours"] == pytest.approx(100 * ours.loc["accuracy", "value"])
     assert table5.loc["sensitivity", "baseline_ours"] == 0.0
     shown = comparison.display_comparison(comparison.comparison_table(run, 5, n_boot=200))
-    assert shown.index.names == ["metric"]
-    assert shown.loc["2-class accuracy", "ours [95% CI]"] == \
-        f"{row['ours']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    # One row per configuration and one for the never-COVID rule; value and interval in one cell.
+    assert list(shown.index) == ["Training from scratch", comparison.NEVER_COVID]
+    assert shown.loc["Training from scratch", ("2-class accuracy", "ours")] == \
+        f"{row['ours']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+    assert shown.loc["Training from scratch", ("", "folds")] == f"{N_FOLDS} of {N_FOLDS}"
+    accuracy = "accuracy (ours 4 classes, paper 7)"
+    assert shown.loc["Training from scratch", (accuracy, "paper")] == \
+        f"{reported['acc_7class']:.1f}"
+    assert shown.loc["Training from scratch", (accuracy, "paper, our classes")] == \
+        f"{seven_restricted(run):.1f}"
+    assert shown.loc[comparison.NEVER_COVID, ("sensitivity", "ours")] == "0.0"
+    assert shown.loc[comparison.NEVER_COVID, ("2-class accuracy", "paper")] == \
+        f"{100 * 3450 / 3905:.1f}"
     assert table5.attrs["table"] == 5 and "scratch" in table5.attrs["title"]
     assert table5.attrs["comparable"] is False and "4 classes" in table5.attrs["notes"]
 
@@ -139,7 +155,10 @@ def test_missing_configurations_are_reported_not_fatal(stores):
     assert missing["paper"].notna().all()
     note = tables.missing_note(stores["bundle"], "fine_tune_11")
     assert "--configs fine_tune_11" in note and "--profile paper-bundle" in note
-    assert comparison.display_comparison(table4).index.names == ["strategy", "metric"]
+    shown4 = comparison.display_comparison(table4)
+    assert list(shown4.index)[:-1] == [tables.config_label(c) for c in comparison.FINE_TUNE_CONFIGS]
+    assert shown4.loc["Fine-tuning 11", ("", "folds")] == "none"
+    assert shown4.loc["Fine-tuning 11", ("sensitivity", "ours")] == "–", "absent, not zero"
     nothing = comparison.comparison_table(stores["root"] / "tiny", 1)
     assert comparison.comparison_notes(nothing) == \
         "- No finished folds yet (Off-the-shelf features).\n"
@@ -164,11 +183,17 @@ def test_comparison_of_confusion_matrices(stores):
     assert cell.loc[("Edema", "Edema"), "ours"] != cell.loc[("Edema", "Edema"), "ours"]  # NaN
     assert cell["ours"].sum() == 114
     assert not table6["comparable"].any()
-    wide = comparison.display_comparison(table6)
-    assert list(wide.index) == list(paper.CLASSES) and list(wide.columns) == list(paper.CLASSES)
-    assert wide.loc["COVID-19", "COVID-19"] == \
-        f"443 / {cell.loc[('COVID-19', 'COVID-19'), 'ours']:.0f}"
-    assert wide.loc["Edema", "Edema"] == "232 / –"
+    with pytest.raises(ValueError):
+        comparison.display_comparison(table6)
+    theirs_shown = comparison.display_matrix(table6, "paper")
+    assert list(theirs_shown.index) == list(paper.CLASSES)
+    assert list(theirs_shown.columns) == list(paper.CLASSES)
+    assert theirs_shown.loc["COVID-19", "COVID-19"] == \
+        f"443 ({cell.loc[('COVID-19', 'COVID-19'), 'paper_pct']:.0f}%)"
+    ours_shown = comparison.display_matrix(table6, "ours")
+    assert list(ours_shown.columns) == list(BUNDLE_CLASSES), "only the run's classes"
+    count, share = cell.loc[("Normal", "Normal"), ["ours", "ours_pct"]]
+    assert ours_shown.loc["Normal", "Normal"] == f"{count:.0f} ({share:.0f}%)"
     covid_column = cell.xs("COVID-19", level="actual")
     assert covid_column["ours_pct"].sum() == pytest.approx(100)
     table7 = comparison.comparison_table(run, 7).set_index(["predicted", "actual"])
@@ -206,9 +231,17 @@ def test_fold_table_and_summary(stores):
     overview = tables.strategy_overview(run, ["fine_tune_3", "fine_tune_11"], n_boot=100)
     assert overview["accuracy"].iloc[0] == pytest.approx(expected.mean())
     shown = tables.display_overview(overview)
+    first = overview.iloc[0]
     assert shown.loc["Fine-tuning 3", "4-class accuracy (%)"] == \
-        f"{expected.mean():.2f} ± {expected.std(ddof=1):.2f}"
+        f"{expected.mean():.1f} [{first['accuracy_ci_low']:.1f}, {first['accuracy_ci_high']:.1f}]"
+    assert shown.loc["Fine-tuning 3", "fold sd"] == f"{expected.std(ddof=1):.1f}"
+    assert shown.loc["Fine-tuning 3", "folds"] == f"{N_FOLDS} of {N_FOLDS}"
     assert shown.loc["Fine-tuning 11", "4-class accuracy (%)"] == "–"
+    assert shown.loc["Fine-tuning 11", "folds"] == "none"
+    compact = tables.display_summary(summary)
+    assert compact.loc["4-class accuracy (%)", "folds"] == N_FOLDS
+    assert compact.loc["4-class accuracy (%)", "figure [95% CI]"].startswith(
+        f"{expected.mean():.1f} [")
     per_class = tables.per_class_table(run, "fine_tune_3")
     assert list(per_class.index) == list(BUNDLE_CLASSES) and per_class["support"].sum() == 114
 
@@ -463,3 +496,54 @@ def test_differences_from_the_paper_in_words(stores, tmp_path, monkeypatch):
     synthetic = glue.difference_numbers(stores["synthetic"])
     assert synthetic.keys() == numbers.keys()
     assert set(synthetic.values()) == {"not compared (no real-data run)"}
+
+
+def test_the_overview_figure_shows_missing_configurations_as_absent(stores):
+    fig = figures.comparison_overview(stores["bundle"], n_boot=50)
+    assert len(fig.axes) == 4
+    configs = comparison.TABLE_CONFIGS[1] + comparison.FINE_TUNE_CONFIGS + \
+        comparison.TABLE_CONFIGS[5]
+    run_here = [c for c in configs if c in WRITTEN_CONFIGS]
+    for ax in fig.axes:
+        points = [line for line in ax.lines if line.get_marker() == "o"]
+        assert len(points) == 1 and len(points[0].get_xdata()) == len(run_here)
+        assert 0 not in list(points[0].get_ydata()), "no result is drawn as zero"
+        missing = [t for t in ax.texts if t.get_text() == "not run"]
+        assert len(missing) == len(configs) - len(run_here)
+        assert any(line.get_marker() == "x" for line in ax.lines), "the paper's figures"
+    accuracy = fig.axes[0]
+    assert "ours 4 classes" in accuracy.get_title()
+    assert any(line.get_marker() == "D" for line in accuracy.lines), "paper on our classes"
+    labels = [t.get_text() for t in fig.axes[2].get_xticklabels()]
+    assert labels[0] == "off the shelf" and labels[-1] == "from scratch"
+    seven = figures.comparison_overview(stores["seven"], n_boot=50)
+    assert not any(line.get_marker() == "D" for ax in seven.axes for line in ax.lines)
+    matrices = figures.comparison_figure(stores["bundle"], 6)
+    assert "(7 classes)" in matrices.axes[0].get_title()
+    assert "(4 classes)" in matrices.axes[1].get_title()
+    fig.canvas.draw()
+
+
+def test_glued_figures_say_how_many_folds_they_pool(stores):
+    numbers = glue.prose_numbers(stores["bundle"], n_boot=50)
+    text = numbers["ours_from_scratch_acc_2class_text"]
+    value = numbers["ours_from_scratch_acc_2class"]
+    assert text.startswith(f"{value:.1f}% (95% CI ")
+    assert text.endswith(f"; {N_FOLDS} of {N_FOLDS} folds)")
+    assert numbers["ours_fine_tune_3_folds_text"] == f"{N_FOLDS} of {N_FOLDS} folds"
+    assert numbers["run_coverage_text"].startswith(f"{N_FOLDS} of {N_FOLDS} folds: ")
+    assert "no folds: Fine-tuning 1" in numbers["run_coverage_text"]
+    outputs = figures.comparison_outputs(stores["bundle"], n_boot=50)
+    assert {"cmp_overview", "cmp_table1", "cmp_table6_ours", "cmp_figure7", "cmp_blocks"} <= \
+        set(outputs)
+
+
+def test_each_page_declares_each_script_once():
+    thebe = {"body": 'const THEBE_JS_URL = "x"'}
+    context = {"script_files": [Script(filename=None, attributes=dict(thebe)),
+                                Script(filename="a.js", attributes={}),
+                                Script(filename=None, attributes=dict(thebe)),
+                                Script(filename="a.js", attributes={"async": "async"})]}
+    vendor._unique_scripts(None, "page", "page.html", context, None)
+    assert [(s.filename, s.attributes) for s in context["script_files"]] == [
+        (None, thebe), ("a.js", {}), ("a.js", {"async": "async"})]

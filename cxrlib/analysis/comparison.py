@@ -22,6 +22,8 @@ from cxrlib.analysis.tables import (
     config_label,
     config_summary,
     confusion_matrix,
+    figure_cell,
+    folds_cell,
     our_figure,
     predictions,
 )
@@ -44,11 +46,11 @@ TABLE_KEYS = {1: "table1_off_the_shelf", 2: "table2_off_the_shelf_confusion_7cla
               7: "table7_from_scratch_confusion_2class"}
 TABLE_TITLES = {
     1: "Off-the-shelf ImageNet features: accuracies, sensitivity, specificity",
-    2: "Off-the-shelf ImageNet features: 7-class confusion matrix",
+    2: "Off-the-shelf ImageNet features: confusion matrix",
     3: "Off-the-shelf ImageNet features: COVID-19 against the rest",
     4: "Fine-tuning the top blocks: accuracies, sensitivity, specificity",
     5: "Training from scratch: accuracies, sensitivity, specificity",
-    6: "Training from scratch: 7-class confusion matrix",
+    6: "Training from scratch: confusion matrix",
     7: "Training from scratch: COVID-19 against the rest",
 }
 FIGURE_TABLES = (1, 4, 5)
@@ -169,6 +171,7 @@ def _join_caveats(*caveats: str) -> str:
 def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.DataFrame:
     rows = []
     n_classes = len(runs.run_classes(run_path))
+    profile = runs.run_profile(run_path)
     for config in TABLE_CONFIGS[n]:
         summary = config_summary(run_path, config, n_boot, seed)
         for metric in TABLE_METRICS:
@@ -189,7 +192,7 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
                                      else "")
             rows.append({
                 "configuration": config, "strategy": config_label(config),
-                "metric": label,
+                "metric": label, "key": metric,
                 "paper": math.nan if reported is None else float(reported),
                 "paper_restricted": restricted,
                 "ours": value,
@@ -197,6 +200,7 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
                 "difference_restricted": value - restricted,
                 "ci_low": low, "ci_high": high, "fold_sd": sd,
                 "n_folds": 0 if summary is None else int(summary["n_folds"].iloc[0]),
+                "expected_folds": profile.n_folds if profile is not None else 0,
                 "baseline_ours": base_ours, "baseline_paper": base_paper,
                 "comparable": comparable, "note": note,
             })
@@ -254,43 +258,93 @@ def comparison_table(run_path: str | Path, n: int, n_boot: int = BOOTSTRAP_REPLI
     else:
         frame = _matrix_comparison(run_path, n)
     frame.attrs.update({"table": n, "title": TABLE_TITLES[n], "run": run_path.name,
+                        "n_classes": len(runs.run_classes(run_path)),
                         "comparable": bool(frame["comparable"].all()),
                         "notes": comparison_notes(frame)})
     return frame
 
 
-def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
-    """A comparison frame compact enough for a book page (the caveats: :func:`comparison_notes`).
+def overview_table(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
+                   seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
+    """Tables 1, 4 and 5 in one frame: every configuration of the paper, one row per metric,
+    as :func:`comparison_table` gives them (our figure with its interval and the folds it pools,
+    the paper's printed and restricted figures). ``attrs``: run, n_classes."""
+    run_path = runs.resolve(run_path)
+    frame = pd.concat([comparison_table(run_path, n, n_boot, seed) for n in FIGURE_TABLES],
+                      ignore_index=True)
+    frame.attrs.update({"run": run_path.name, "n_classes": len(runs.run_classes(run_path))})
+    return frame
 
-    Tables 1, 4, 5: paper, ours with its 95% interval, difference, fold sd and the "never
-    COVID-19" rule's figure on our data and on the paper's counts, one row per metric (and per
-    strategy for Table 4). Confusion matrices: rows predicted, columns actual, each cell
-    "paper / ours" (counts; "–" where our run has no such class).
+
+def metric_header(key: str, n_classes: int) -> str:
+    """A compact table's column group for a paper metric, with the run's number of classes."""
+    if key != "acc_7class":
+        return METRIC_LABELS[key]
+    if n_classes == len(paper.CLASSES):
+        return f"{n_classes}-class accuracy"
+    return f"accuracy (ours {n_classes} classes, paper {len(paper.CLASSES)})"
+
+
+NEVER_COVID = "Never COVID-19 (trivial rule)"
+
+
+def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    """Tables 1, 4, 5 compact enough for a book page (caveats: :func:`comparison_notes`).
+
+    One row per configuration and one for the "never COVID-19" rule (its figures on our data
+    and on the paper's counts); for each metric our figure with its 95% interval on one line
+    ("89.5 [88.4, 90.6]"), the paper's printed figure and, with fewer classes than the paper's,
+    its accuracy restricted to our classes; the folds each row pools. Confusion matrices:
+    :func:`display_matrix`.
     """
     if "predicted" in frame:
-        def cell(paper_count, ours):
-            return f"{paper_count:.0f} / " + ("–" if pd.isna(ours) else f"{ours:.0f}")
-        cells = frame.assign(cell=[cell(p, o) for p, o in zip(frame["paper"], frame["ours"])])
-        order = list(dict.fromkeys(frame["predicted"]))
-        wide = cells.pivot(index="predicted", columns="actual", values="cell")
-        return wide.loc[order, order]
+        raise ValueError("a confusion matrix: show it with display_matrix")
+    n_classes = int(frame.attrs.get("n_classes", len(paper.CLASSES)))
+    restricted = n_classes != len(paper.CLASSES) and frame["paper_restricted"].notna().any()
+    rows, rule = {}, {("", "folds"): "–"}
+    for _, part in frame.groupby("configuration", sort=False):
+        by = part.set_index("key")
+        first = part.iloc[0]
+        row = {("", "folds"): folds_cell(int(first["n_folds"]), int(first["expected_folds"]))}
+        for key in TABLE_METRICS_SHOWN:
+            header, figure = metric_header(key, n_classes), by.loc[key]
+            row[(header, "ours")] = figure_cell(figure["ours"], figure["ci_low"],
+                                                figure["ci_high"])
+            row[(header, "paper")] = figure_cell(figure["paper"])
+            rule[(header, "ours")] = figure_cell(figure["baseline_ours"])
+            rule[(header, "paper")] = figure_cell(figure["baseline_paper"])
+            if key == "acc_7class" and restricted:
+                row[(header, "paper, our classes")] = figure_cell(figure["paper_restricted"])
+                rule[(header, "paper, our classes")] = "–"
+        rows[first["strategy"]] = row
+    rows[NEVER_COVID] = rule
+    shown = pd.DataFrame.from_dict(rows, orient="index")
+    shown.columns = pd.MultiIndex.from_tuples(shown.columns)
+    return shown
 
-    def interval(value, low, high):
-        if pd.isna(value):
-            return "–"
-        return f"{value:.2f}" + ("" if pd.isna(low) else f" [{low:.2f}, {high:.2f}]")
-    shown = pd.DataFrame({
-        "strategy": frame["strategy"], "metric": frame["metric"], "paper": frame["paper"],
-        "paper, our classes": frame["paper_restricted"],
-        "ours [95% CI]": [interval(v, lo, hi) for v, lo, hi in
-                          zip(frame["ours"], frame["ci_low"], frame["ci_high"])],
-        "difference": frame["difference"],
-        "difference, our classes": frame["difference_restricted"], "fold sd": frame["fold_sd"],
-        "never-COVID rule, our data": frame["baseline_ours"],
-        "never-COVID rule, paper's counts": frame["baseline_paper"],
-    })
-    index = ["strategy", "metric"] if shown["strategy"].nunique() > 1 else ["metric"]
-    return shown.drop(columns=[c for c in ["strategy"] if c not in index]).set_index(index)
+
+#: The compact tables' metric order: the n-class accuracy first, then COVID-19 against the rest.
+TABLE_METRICS_SHOWN = ("acc_7class", "acc_2class", "sensitivity", "specificity")
+
+
+def display_matrix(frame: pd.DataFrame, who: str) -> pd.DataFrame:
+    """A confusion matrix of a comparison frame (Tables 2, 3, 6, 7), ``who`` "paper" or "ours":
+    rows predicted, columns actual, each cell the count and its share of the actual class
+    ("298 (67%)"); ours only over the run's classes."""
+    if "predicted" not in frame:
+        raise ValueError("not a confusion matrix (Tables 2, 3, 6 and 7 are)")
+    if who not in ("paper", "ours"):
+        raise ValueError(f"who is 'paper' or 'ours', not {who!r}")
+    cells = [("–" if pd.isna(count) else f"{count:.0f} ({share:.0f}%)" if not pd.isna(share)
+              else f"{count:.0f}") for count, share in zip(frame[who], frame[f"{who}_pct"])]
+    order = list(dict.fromkeys(frame["predicted"]))
+    wide = frame.assign(cell=cells).pivot(index="predicted", columns="actual", values="cell")
+    wide = wide.loc[order, order]
+    if who == "ours":
+        kept = [c for c in order if frame.loc[frame["actual"] == c, "ours"].notna().any()]
+        wide = wide.loc[kept, kept]
+    wide.index.name, wide.columns.name = "predicted", "actual"
+    return wide
 
 
 def comparison_notes(frame: pd.DataFrame) -> str:

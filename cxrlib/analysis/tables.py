@@ -109,6 +109,20 @@ def summary_table(run_path: str | Path, config: str, n_boot: int = BOOTSTRAP_REP
     return out.set_index("metric")
 
 
+def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summary_table` for a book page: each figure with its 95% interval on one line
+    ("89.5 [88.4, 90.6]"), its spread across folds and the folds it pools."""
+    auc = summary.index.str.startswith(METRIC_LABELS["auc"])
+    return pd.DataFrame({
+        "figure [95% CI]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if a else figure_cell(v, lo, hi)
+                            for v, lo, hi, a in zip(summary["value"], summary["ci_low"],
+                                                    summary["ci_high"], auc)],
+        "fold sd": [f"{sd:.3f}" if a else figure_cell(sd) for sd, a in
+                    zip(summary["fold_sd"], auc)],
+        "folds": summary["n_folds"].astype(int),
+    }, index=summary.index)
+
+
 def fold_table(run_path: str | Path, config: str) -> pd.DataFrame:
     """One row per finished fold: fold, n_test, accuracies, sensitivity, specificity (percent),
     epochs_run, train_seconds and training images/s (from fold.json; NaN when not recorded)."""
@@ -144,41 +158,62 @@ def per_class_table(run_path: str | Path, config: str) -> pd.DataFrame:
     return table
 
 
+def figure_cell(value: float, low: float = math.nan, high: float = math.nan) -> str:
+    """A figure with its interval on one line, one decimal: ``89.5 [88.4, 90.6]``; "–" for none."""
+    if pd.isna(value):
+        return "–"
+    return f"{value:.1f}" + ("" if pd.isna(low) else f" [{low:.1f}, {high:.1f}]")
+
+
+def folds_cell(done: int, expected: int) -> str:
+    """The folds a figure pools: ``8 of 10``, "none" without results."""
+    return "none" if not done else f"{done} of {expected}"
+
+
 def strategy_overview(run_path: str | Path, configs=None, n_boot: int = BOOTSTRAP_REPLICATES,
                       seed: int = BOOTSTRAP_SEED) -> pd.DataFrame:
-    """One row per configuration: folds done, n-class accuracy with fold sd, 2-class accuracy,
-    sensitivity, specificity (percent) and AUC, as the paper defines them; NaN without results."""
+    """One row per configuration: folds done (and expected), n-class accuracy, 2-class accuracy,
+    sensitivity, specificity (percent, each with its 95% interval ``_ci_low``/``_ci_high``),
+    the accuracy's fold sd, and AUC, as the paper defines them; NaN without results."""
     run_path = runs.resolve(run_path)
+    profile = runs.run_profile(run_path)
     rows = []
     for config in configs if configs is not None else runs.run_configs(run_path):
         summary = config_summary(run_path, config, n_boot, seed)
-        value = {m: our_figure(summary, m) for m in ("acc_7class", *TWO_CLASS_METRICS, "auc")}
-        rows.append({"configuration": config, "strategy": config_label(config),
-                     "folds": 0 if summary is None else int(summary["n_folds"].iloc[0]),
-                     "accuracy": value["acc_7class"][0], "accuracy_sd": value["acc_7class"][3],
-                     "acc_2class": value["acc_2class"][0], "acc_2class_sd": value["acc_2class"][3],
-                     "sensitivity": value["sensitivity"][0],
-                     "specificity": value["specificity"][0], "auc": value["auc"][0]})
+        row = {"configuration": config, "strategy": config_label(config),
+               "folds": 0 if summary is None else int(summary["n_folds"].iloc[0]),
+               "expected_folds": profile.n_folds if profile is not None else 0}
+        for metric in ("acc_7class", *TWO_CLASS_METRICS, "auc"):
+            name = "accuracy" if metric == "acc_7class" else metric
+            value, low, high, sd = our_figure(summary, metric)
+            row.update({name: value, f"{name}_ci_low": low, f"{name}_ci_high": high})
+            if metric == "acc_7class":
+                row["accuracy_sd"] = sd
+        rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["classes"] = list(runs.run_classes(run_path))
     return frame
 
 
 def display_overview(overview: pd.DataFrame) -> pd.DataFrame:
-    """:func:`strategy_overview` compact enough for a book page: mean ± fold sd in one cell."""
-    def mean_sd(mean, sd):
-        if pd.isna(mean):
-            return "–"
-        return f"{mean:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
+    """:func:`strategy_overview` compact enough for a book page: one row per configuration,
+    each figure with its 95% interval on one line ("89.5 [88.4, 90.6]"), the folds it pools and
+    the spread of the accuracy across folds."""
     n = len(overview.attrs.get("classes", paper.CLASSES))
+
+    def column(name):
+        return [figure_cell(v, lo, hi) for v, lo, hi in zip(
+            overview[name], overview[f"{name}_ci_low"], overview[f"{name}_ci_high"])]
     shown = pd.DataFrame({
-        "strategy": overview["strategy"], "folds": overview["folds"],
-        f"{n}-class accuracy (%)": [mean_sd(m, sd) for m, sd in
-                                    zip(overview["accuracy"], overview["accuracy_sd"])],
-        "2-class accuracy (%)": [mean_sd(m, sd) for m, sd in
-                                 zip(overview["acc_2class"], overview["acc_2class_sd"])],
-        "sensitivity (%)": overview["sensitivity"], "specificity (%)": overview["specificity"],
-        "AUC": overview["auc"],
+        "strategy": overview["strategy"],
+        "folds": [folds_cell(d, e) for d, e in zip(overview["folds"],
+                                                   overview["expected_folds"])],
+        f"{n}-class accuracy (%)": column("accuracy"),
+        "fold sd": [figure_cell(sd) for sd in overview["accuracy_sd"]],
+        "2-class accuracy (%)": column("acc_2class"),
+        "sensitivity (%)": column("sensitivity"), "specificity (%)": column("specificity"),
+        "AUC": [("–" if pd.isna(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]") for v, lo, hi in zip(
+            overview["auc"], overview["auc_ci_low"], overview["auc_ci_high"])],
     })
     return shown.set_index("strategy")
 
@@ -190,9 +225,11 @@ def confusion_matrix(run_path: str | Path, config: str) -> pd.DataFrame | None:
     return None if pred.empty else metrics.confusion(pred, runs.run_classes(run_path))
 
 
-def styled(frame: pd.DataFrame, precision: int = 2):
-    """A frame for the book: fixed decimals and a dash, not "NaN", where there is no figure."""
-    return frame.style.format(precision=precision, na_rep="–")
+def styled(frame: pd.DataFrame, precision: int = 2, caption: str = ""):
+    """A frame for the book: fixed decimals and a dash, not "NaN", where there is no figure;
+    with a caption (what the table is, above it) when given."""
+    style = frame.style.format(precision=precision, na_rep="–")
+    return style.set_caption(caption) if caption else style
 
 
 def label_by_source(run_path: str | Path) -> pd.DataFrame | None:

@@ -18,11 +18,21 @@ from matplotlib.ticker import MaxNLocator
 
 from cxrlib.analysis.comparison import (
     BLOCK_METRICS,
+    TABLE_METRICS_SHOWN,
     TABLE_TITLES,
     blocks_table,
     comparability,
+    FIGURE_TABLES,
+    SEVEN_CLASS_MATRICES,
+    TWO_CLASS_MATRICES,
     comparison_matrices,
+    comparison_table,
+    display_comparison,
+    display_matrix,
     fine_tune_blocks,
+    runs_with_fine_tuning,
+    metric_header,
+    overview_table,
     paper_figure,
 )
 from cxrlib.analysis.tables import (
@@ -31,6 +41,7 @@ from cxrlib.analysis.tables import (
     config_label,
     confusion_matrix,
     fold_table,
+    styled,
 )
 from cxrlib.core import paper
 from cxrlib.experiment import results, runs
@@ -174,18 +185,66 @@ def fold_spread(run_path: str | Path):
 
 
 def comparison_figure(run_path: str | Path, n: int):
-    """The paper's confusion matrix of Table ``n`` and ours, side by side, same colour scale."""
+    """The paper's confusion matrix of Table ``n`` and ours, side by side, same colour scale;
+    each panel titled with its own number of classes."""
+    run_path = runs.resolve(run_path)
     theirs, ours = comparison_matrices(run_path, n)
     side = _matrix_side(len(theirs.columns))
     fig, axes = _figure(1, 2, figsize=(2 * side + 0.8, side + 0.3))
-    _draw_matrix(axes[0], theirs, f"Paper, Table {n}")
+    _draw_matrix(axes[0], theirs, f"Paper, Table {n} ({len(theirs.columns)} classes)")
     if ours is None:
         axes[1].axis("off")
         axes[1].text(0.5, 0.5, "no results yet", ha="center", va="center")
     else:
-        _draw_matrix(axes[1], ours, f"Ours, run {runs.resolve(run_path).name}")
+        _draw_matrix(axes[1], ours, f"Ours, run {run_path.name} ({len(ours.columns)} classes)")
     fig.suptitle(TABLE_TITLES[n] + "\n(colour: share of the actual class)", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def _short_label(config: str) -> str:
+    return {"off_the_shelf": "off the shelf", "from_scratch": "from scratch"}.get(
+        config, config.replace("fine_tune_", "FT "))
+
+
+def comparison_overview(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES):
+    """The paper against us at a glance: for every configuration of the paper, the n-class and
+    2-class accuracy, COVID-19 sensitivity and specificity; ours as points with 95% intervals
+    (the folds pooled written where fewer than all), the paper's printed figures as crosses, its
+    figures restricted to our classes as diamonds; a configuration without folds is marked
+    "not run" (absent, not zero)."""
+    frame = overview_table(run_path, n_boot)
+    n_classes = frame.attrs["n_classes"]
+    configs = list(dict.fromkeys(frame["configuration"]))
+    fig, axes = _figure(2, 2, figsize=(10.5, 6.6), sharex=True, squeeze=False)
+    for ax, key in zip(axes.ravel(), TABLE_METRICS_SHOWN):
+        rows = frame[frame["key"] == key].set_index("configuration").loc[configs]
+        x = np.arange(len(configs))
+        done = rows["n_folds"].to_numpy() > 0
+        ours = rows["ours"].to_numpy(dtype=float)
+        ax.errorbar(x[done], ours[done], yerr=[ours[done] - rows["ci_low"].to_numpy()[done],
+                                               rows["ci_high"].to_numpy()[done] - ours[done]],
+                    fmt="o", color="tab:blue", ms=5, capsize=3, lw=1.2, label="ours (95% CI)")
+        ax.plot(x, rows["paper"], "x", color="black", ms=8, mew=2, label="paper (printed)")
+        if rows["paper_restricted"].notna().any() and n_classes != len(paper.CLASSES):
+            ax.plot(x, rows["paper_restricted"], "D", mfc="none", color="tab:red", ms=6,
+                    label=f"paper on our {n_classes} classes")
+        for i, (folds, expected) in enumerate(zip(rows["n_folds"], rows["expected_folds"])):
+            if not folds:
+                ax.axvspan(i - 0.4, i + 0.4, color="0.93", zorder=0)
+                ax.text(i, 0.97, "not run", transform=ax.get_xaxis_transform(), ha="center",
+                        va="top", fontsize=7, color="0.4")
+            elif folds < expected:
+                ax.annotate(f"{folds}/{expected}", (i, ours[i]), textcoords="offset points",
+                            xytext=(9, -3), fontsize=7, color="tab:blue")
+        ax.set_title(metric_header(key, n_classes) + " (%)", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xticks(range(len(configs)), [_short_label(c) for c in configs], rotation=40,
+                      ha="right", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -228,3 +287,23 @@ def blocks_figure(run_paths, n_boot: int = BOOTSTRAP_REPLICATES):
                  "(bars: 95% patient-level intervals; k/n: folds stored)", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def comparison_outputs(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES) -> dict:
+    """Every figure and table of the comparison chapter, by glue name (the chapter places each
+    with a ``{glue:figure}`` directive and its caption): ``cmp_overview`` (the paper against us
+    at a glance), ``cmp_table<n>`` for Tables 1, 4, 5, ``cmp_table<n>_paper``/``_ours`` and
+    ``cmp_figure<n>`` for the confusion matrices, ``cmp_blocks`` (Table 4 against the number of
+    trainable blocks)."""
+    run_path = runs.resolve(run_path)
+    outputs = {"cmp_overview": comparison_overview(run_path, n_boot)}
+    for n in FIGURE_TABLES:
+        outputs[f"cmp_table{n}"] = styled(display_comparison(
+            comparison_table(run_path, n, n_boot)))
+    for n in SEVEN_CLASS_MATRICES + TWO_CLASS_MATRICES:
+        frame = comparison_table(run_path, n, n_boot)
+        for who in ("paper", "ours"):
+            outputs[f"cmp_table{n}_{who}"] = styled(display_matrix(frame, who))
+        outputs[f"cmp_figure{n}"] = comparison_figure(run_path, n)
+    outputs["cmp_blocks"] = blocks_figure(runs_with_fine_tuning(run_path), n_boot)
+    return outputs

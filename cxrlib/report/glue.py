@@ -38,11 +38,20 @@ def _plain(value):
     return value
 
 
-def _text(value: float, low: float, high: float, unit: str = "%") -> str:
+def _text(value: float, low: float, high: float, unit: str = "%", folds: str = "") -> str:
+    """``89.5% (95% CI 88.4 to 90.6; 10 of 10 folds)``: one decimal, as the tables print it
+    (AUC three), with the folds the figure pools."""
     if math.isnan(value):
         return "not available (no finished folds)"
-    interval = "" if math.isnan(low) else f" (95% CI {low:.2f} to {high:.2f})"
-    return f"{value:.2f}{unit}{interval}"
+    digits = 3 if unit == "" else 1
+    inside = [] if math.isnan(low) else [f"95% CI {low:.{digits}f} to {high:.{digits}f}"]
+    inside += [folds] if folds else []
+    return f"{value:.{digits}f}{unit}" + (f" ({'; '.join(inside)})" if inside else "")
+
+
+def folds_text(done: int, expected: int) -> str:
+    """The folds a figure pools, for the prose: ``8 of 10 folds``."""
+    return "no folds" if not done else f"{done} of {expected} folds"
 
 
 def prose_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES,
@@ -136,7 +145,23 @@ def run_numbers(run_path: Path, configs) -> dict:
         "no results yet, so every table below is empty")
     numbers["ours_not_covid_baseline_text"] = _text(numbers["ours_not_covid_baseline"],
                                                     math.nan, math.nan)
+    numbers["run_classes_text"] = ", ".join(classes)
+    numbers["run_image_size"] = profile.image_size if profile else 0
+    numbers["run_coverage_text"] = coverage_text(run_path, configs)
     return numbers
+
+
+def coverage_text(run_path: Path, configs) -> str:
+    """Which configurations pool how many folds: ``10 of 10 folds: Off-the-shelf features,
+    Fine-tuning 11; 8 of 10 folds: Fine-tuning 3; no folds: Fine-tuning 1``."""
+    profile = runs.run_profile(run_path)
+    expected = profile.n_folds if profile else 0
+    groups: dict[int, list[str]] = {}
+    for config in configs:
+        groups.setdefault(len(results.done_folds(run_path, config)), []).append(
+            config_label(config))
+    return "; ".join(f"{folds_text(done, expected)}: {', '.join(names)}"
+                     for done, names in sorted(groups.items(), reverse=True))
 
 
 def config_numbers(run_path: Path, configs, n_boot: int, seed: int) -> dict:
@@ -144,14 +169,20 @@ def config_numbers(run_path: Path, configs, n_boot: int, seed: int) -> dict:
     ready phrase, the difference from the paper's, and the configuration with the best accuracy."""
     numbers: dict = {}
     best, best_accuracy = "none", -math.inf
+    profile = runs.run_profile(run_path)
+    expected = profile.n_folds if profile is not None else 0
     for config in configs:
         summary = config_summary(run_path, config, n_boot, seed)
+        done = 0 if summary is None else int(summary["n_folds"].iloc[0])
+        numbers[f"ours_{config}_folds"] = done
+        numbers[f"ours_{config}_folds_text"] = folds_text(done, expected)
         for metric in ("acc_2class", "acc_7class", "sensitivity", "specificity", "auc"):
             name = f"ours_{config}_{'acc_nclass' if metric == 'acc_7class' else metric}"
             value, low, high, sd = our_figure(summary, metric)
             numbers.update({name: value, f"{name}_ci_low": low, f"{name}_ci_high": high,
                             f"{name}_sd": sd,
-                            f"{name}_text": _text(value, low, high, "" if metric == "auc" else "%")})
+                            f"{name}_text": _text(value, low, high, "" if metric == "auc" else "%",
+                                                  folds_text(done, expected))})
             reported = paper_figure(config, metric) if metric != "auc" else None
             if reported is not None:
                 numbers[f"diff_{config}_{metric}"] = value - reported
@@ -161,12 +192,14 @@ def config_numbers(run_path: Path, configs, n_boot: int, seed: int) -> dict:
     return numbers
 
 
-def _points_against(ours: float, low: float, high: float, reported: float) -> str:
-    """``-3.99 percentage points (ours 95.19% [94.38, 95.99] against the paper's 99.18%)``."""
+def _points_against(ours: float, low: float, high: float, reported: float,
+                    folds: str = "") -> str:
+    """``-4.0 percentage points (ours 95.2% [94.4, 96.0], 10 of 10 folds, against the paper's
+    99.18%)``: ours as every chapter prints it, the paper's as it prints it."""
     if math.isnan(ours):
         return "not available (no finished folds)"
-    return (f"{ours - reported:+.2f} percentage points (ours {ours:.2f}% [{low:.2f}, "
-            f"{high:.2f}] against the paper's {reported:.2f}%)")
+    return (f"{ours - reported:+.1f} percentage points (ours {ours:.1f}% [{low:.1f}, "
+            f"{high:.1f}]{', ' + folds if folds else ''}, against the paper's {reported:.2f}%)")
 
 
 #: A curated image whose source file was exactly this size is a copy squashed to a square by
@@ -192,9 +225,11 @@ def difference_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES)
         for metric in TWO_CLASS_METRICS:
             reported = paper_figure(config, metric)
             value, low, high, _ = our_figure(summary, metric)
+            folds = folds_text(0 if summary is None else int(summary["n_folds"].iloc[0]),
+                               profile.n_folds)
             out[f"gap_{config}_{metric}_text"] = (
                 "not printed by the paper" if reported is None else
-                _points_against(value, low, high, float(reported)))
+                _points_against(value, low, high, float(reported), folds))
     classes = runs.run_classes(run_path)
     missing = [c for c in paper.CLASSES if c not in classes]
     out["gap_missing_classes_text"] = ", ".join(missing) if missing else "none"
@@ -258,6 +293,13 @@ def blocks_numbers(run_path: str | Path, n_boot: int = BOOTSTRAP_REPLICATES) -> 
     paper_span = paper_rows["paper"].max() - paper_rows["paper"].min()
     out["blocks_paper_span"] = f"{paper_span:.1f} percentage points"
     return out
+
+
+def glue_outputs(outputs: dict) -> None:
+    """Glue figures and tables for the chapters' ``{glue:figure}`` directives (which give them
+    their captions), without displaying them here."""
+    for name, output in outputs.items():
+        glue(name, output, display=False)
 
 
 def glue_numbers(numbers: dict) -> None:
