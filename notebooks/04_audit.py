@@ -49,7 +49,7 @@ from cxrlib import audit
 from cxrlib.data import dataset
 from cxrlib.analysis import explain
 from cxrlib.experiment import results, runs
-from cxrlib.audit import external, figures, numbers, store
+from cxrlib.audit import external, figures, numbers, store, verdict
 from cxrlib.report.curation_figures import may_show_images
 
 stored = audit.run_audit(profile, run, data_dir=data or None, train=train)
@@ -96,17 +96,23 @@ if masked is not None:
 # %% [markdown]
 # ## 4. What trivial image statistics know about the class
 #
-# No deep learning: a logistic regression and gradient-boosted trees on statistics any image
-# has (an intensity histogram, the padding and aspect of the frame, sharpness, the original
-# file's size), cross-validated with the main run's own folds. Gradient boosting is also given
+# No deep learning: a logistic regression and gradient-boosted trees on statistics of the
+# curated image the network sees (an intensity histogram, the padding and aspect of the frame,
+# sharpness), cross-validated with the main run's own folds. Gradient boosting is also given
 # each group of statistics alone. What they predict well, the network can learn without
-# looking at the lungs.
+# looking at the lungs. Apart: the dataset confound, the original file's size alone, which the
+# network never sees (curation letterboxes every image to one size).
 
 # %%
 statistics = stored.get("image_statistics")
 if statistics is not None:
     display(statistics.pivot_table(index=["model", "features"], columns="metric",
                                    values="value", sort=False))
+confound = stored.get("dataset_confound")
+if confound is not None:
+    display(confound.set_index("metric")[["value", "ci_low", "ci_high"]])
+    display(figures.interval_figure(figures.confound_rows(confound, statistics),
+                                    "Dataset confound beside the rival"))
 
 # %% [markdown]
 # ## 5. Where the network looks
@@ -181,6 +187,21 @@ stored.get("age_swap_recall")
 display(stored["uncertainty"].pivot_table(index="model", columns="metric", values="value",
                                           sort=False))
 stored["strategies"]
+
+# %% [markdown]
+# ## Controls of the shortcut tests
+#
+# Each shortcut test on the synthetic run with the planted shortcut (positive control: it
+# should fire) and on the same generator's images without it (negative control, profile
+# `default-no-shortcut`: it should stay quiet). The verdict counts only tests that passed;
+# the others are uninformative, or have no control. The forest plot shows each test's effect
+# on this run with its threshold (red), black where the test is counted.
+
+# %%
+display(stored.get("controls"))
+evidence = verdict.collect_evidence(run_path)
+forest = figures.forest_rows(evidence)
+figures.forest_figure(forest) if forest else None
 
 # %% [markdown]
 # Each of the paper's claims, the verdict the stored evidence gives under fixed rules

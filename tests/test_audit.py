@@ -16,6 +16,7 @@ import pytest
 from conftest import write_curated
 
 from cxrlib.audit import (
+    controls,
     experiments,
     external,
     numbers,
@@ -225,11 +226,20 @@ def test_trivial_statistics_find_a_frame_shortcut_and_nothing_in_noise():
     accuracy = scores[scores["metric"] == "accuracy"].set_index(["model", "features"])["value"]
     assert accuracy["logistic regression", "all"] > 0.95
     assert accuracy["gradient boosting", "padding and aspect"] > 0.95
-    assert accuracy["gradient boosting", "original size"] < 0.5, "all files are 512 px"
+    assert "original size" not in set(scores["features"]), "the network never sees it"
     assert set(pred["model"]) == {"logistic regression", "gradient boosting"}
     assert len(pred) == 180 and set(pred["fold"]) == {0, 1, 2}
     with pytest.raises(ValueError, match="without a fold"):
         statistics.image_statistics(manifest, images, folds.iloc[1:], classes)
+    # The original size is a dataset confound, reported apart: here it is the same for all.
+    confound, _ = statistics.dataset_confound(manifest, folds, classes, n_boot=100)
+    assert set(confound["features"]) == {"original size"}
+    assert confound.set_index("metric").loc["accuracy", "value"] < 0.5, "all files are 512 px"
+    sized = manifest.assign(orig_width=[widths[c] * 8 for c in labels])
+    confound, _ = statistics.dataset_confound(sized, folds, classes, n_boot=100)
+    assert confound.set_index("metric").loc["accuracy", "value"] > 0.95
+    assert statistics.dataset_confound(manifest.drop(columns=["orig_width", "orig_height"]),
+                                       folds, classes) is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +267,8 @@ def shortcut_evidence(**changes) -> dict:
         "pairs_within": [("Effusion vs Fibrosis (nih)", figure(0.95, 0.93, 0.97),
                           figure(0.99, 0.98, 1.0))],
         "elsewhere_falls": [("Normal, nih (adult No Finding)", figure(0.86, 0.83, 0.89))],
+        # Every test passed its controls (tests/test_controls.py: what happens when not).
+        "controls": {name: "passed" for name in controls.all_test_names()},
     }
     evidence.update(changes)
     return evidence
@@ -401,6 +413,13 @@ def test_the_retrainings_are_runs_with_their_own_settings(audited):
     assert normal_ids and not normal_ids & set(main["image_id"]), "other images are Normal"
     grouped = results.read_folds(retrain.variant_path(audited, "patient"))
     assert (grouped.groupby("patient_id")["fold"].nunique() == 1).all()
+    assert (swap.groupby("patient_id")["fold"].nunique() == 1).all()  # swap grouped too
+    lower = results.read_profile(retrain.variant_path(audited, "harmonised-16-source-probe"))
+    assert (lower.harmonise_px, lower.target) == (16, "source")
+    harmonised = store.read_table(audited, "harmonised")
+    assert set(zip(harmonised["harmonise_px"], harmonised["measure"])) == {
+        (px, m) for px in (248, 16) for m in ("disease", "source probe")}
+    assert harmonised["paired"].all()  # the same images and folds before and after
 
 
 def test_every_experiment_stores_its_table(audited):

@@ -13,7 +13,8 @@ import pandas as pd
 
 from cxrlib.analysis.explain import randomisation_summary, upsample
 from cxrlib.audit.saliency import stored_maps
-from cxrlib.audit.verdict import THRESHOLDS, Figure, table_figure
+from cxrlib.audit.scoring import retained_share
+from cxrlib.audit.verdict import THRESHOLDS, Figure, Thresholds, control_status, table_figure
 from cxrlib.data import regions
 
 
@@ -60,6 +61,26 @@ def two_way_rows(table: pd.DataFrame | None, names: dict[str, str],
             if figure is not None:
                 rows.append((f"{label}, {'n-class' if metric == 'accuracy' else '2-class'}",
                              figure))
+    return rows
+
+
+def confound_rows(confound: pd.DataFrame | None,
+                  statistics: pd.DataFrame | None) -> list[tuple[str, Figure]]:
+    """Bars for :func:`interval_figure`: the dataset confound (the original size alone) beside
+    the rival (the better image-statistics model on all features), n-class and 2-class."""
+    rows = []
+    for metric, kind in (("accuracy", "n-class"), ("acc_2class", "2-class")):
+        if statistics is not None:
+            best = statistics[(statistics["features"] == "all")
+                              & (statistics["metric"] == "accuracy")]
+            model = best.sort_values("value").iloc[-1]["model"] if not best.empty else None
+            figure = table_figure(statistics, {"model": model, "features": "all",
+                                               "metric": metric})
+            if figure is not None:
+                rows.append((f"image statistics (the rival), {kind}", figure))
+        figure = table_figure(confound, {"metric": metric})
+        if figure is not None:
+            rows.append((f"original size (dataset confound), {kind}", figure))
     return rows
 
 
@@ -149,3 +170,91 @@ def percent_table(table: pd.DataFrame, columns) -> pd.DataFrame:
         if column in out:
             out[column] = 100 * out[column]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The verdict's evidence as a forest plot
+
+
+def _forest_row(test: str, label: str, figure: Figure | None, threshold: float,
+                fires_above: bool, scale: str, evidence: dict) -> dict | None:
+    if figure is None or math.isnan(figure.value):
+        return None
+    return {"test": test, "label": label, "value": figure.value, "low": figure.low,
+            "high": figure.high, "threshold": threshold, "fires_above": fires_above,
+            "scale": scale, "status": control_status(evidence, test)}
+
+
+def forest_rows(evidence: dict, t: Thresholds = THRESHOLDS) -> list[dict]:
+    """Each shortcut test's effect (with its 95% interval where it has one), its threshold,
+    the side on which it fires and its control status (:func:`.verdict.counted_tests`)."""
+    rows = []
+    border = evidence.get("border_retained")
+    rows.append(_forest_row("lungs blacked out", "lungs blacked out: accuracy above chance kept",
+                            None if border is None else Figure(border), t.retained_shortcut,
+                            True, "share", evidence))
+    stats, network, chance = (evidence.get(k) for k in ("statistics_accuracy", "accuracy",
+                                                          "chance"))
+    if None not in (stats, network, chance):
+        share = [retained_share(v, network.value, chance.value)
+                 for v in (stats.value, stats.low, stats.high)]
+        rows.append(_forest_row("image statistics", "image statistics: share of the network's "
+                                "accuracy above chance", Figure(*share), t.statistics_rival,
+                                True, "share", evidence))
+    rows.append(_forest_row("collections recognisable, classes not within them",
+                            "source probe accuracy", evidence.get("source_probe"),
+                            t.source_recognisable, True, "share", evidence))
+    for name, net, statistics in evidence.get("pairs_within") or []:
+        rows.append(_forest_row("disease pairs inside one collection no better than image "
+                                "statistics", f"{name}: network AUC minus statistics' AUC",
+                                Figure(net.value - statistics.value, net.low - statistics.value,
+                                       net.high - statistics.value), 0.0, False, "AUC",
+                                evidence))
+    for key, label in (("lung_enrichment", "all images"),
+                       ("covid_lung_enrichment", "COVID-19 images")):
+        value = evidence.get(key)
+        rows.append(_forest_row("saliency outside the lungs", f"saliency in the lungs / their "
+                                f"area, {label}", None if value is None else Figure(value),
+                                t.lung_enrichment, False, "ratio", evidence))
+    for label, fall in [("adult Normal: accuracy falls", evidence.get("age_swap_fall")),
+                        ("adult Normal: Normal's recall falls",
+                         evidence.get("age_swap_normal_fall"))]:
+        rows.append(_forest_row("adult Normal images", label, fall, t.material_gap, True,
+                                "points", evidence))
+    if not evidence.get("synthetic"):
+        for name, fall in evidence.get("elsewhere_falls") or []:
+            rows.append(_forest_row("a class's recall falls on images from elsewhere",
+                                    f"recall falls elsewhere: {name}", fall, t.material_gap,
+                                    True, "points", evidence))
+    return [r for r in rows if r is not None]
+
+
+def forest_figure(rows: list[dict]):
+    """One line per effect: the point and its 95% interval, the test's threshold as a red
+    line, the side where the test fires shaded; black where the verdict counts the test
+    (passed its controls), grey where not."""
+    fig, axes = _new_figure(len(rows), 1, figsize=(7.2, 0.78 * len(rows) + 0.4),
+                            squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        scale = 100 if row["scale"] in ("share", "points") else 1
+        value, threshold = scale * row["value"], scale * row["threshold"]
+        low, high = (scale * row[k] if not math.isnan(row[k]) else value
+                     for k in ("low", "high"))
+        span = max(abs(value - threshold), abs(low - threshold), abs(high - threshold), 1e-9)
+        left, right = threshold - 1.3 * span, threshold + 1.3 * span
+        ax.axvspan(threshold, right, color="#f4cccc") if row["fires_above"] else \
+            ax.axvspan(left, threshold, color="#f4cccc")
+        ax.axvline(threshold, color="#c0392b", linestyle="--", linewidth=1)
+        colour = "black" if row["status"] == "passed" else "#999999"
+        ax.errorbar([value], [0], xerr=[[value - low], [high - value]], fmt="o",
+                    color=colour, capsize=3)
+        ax.set_xlim(left, right)
+        ax.set_yticks([])
+        ax.set_title(f"{row['label']} [{row['status']}]", loc="left", fontsize=8, pad=2)
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        unit = {"share": "%", "points": " points", "AUC": " AUC", "ratio": ""}[row["scale"]]
+        ax.text(1.01, 0.5, f"{value:.1f}{unit}" if scale == 100 else f"{value:.2f}{unit}",
+                transform=ax.transAxes, fontsize=8, va="center")
+    fig.tight_layout(h_pad=0.2)
+    return fig
+

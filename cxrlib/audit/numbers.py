@@ -39,12 +39,14 @@ EXPERIMENT_TABLES = {
     "2. accuracy within a collection": "within_collection",
     "3. masked inputs": "masked_inputs",
     "4. trivial image statistics": "image_statistics",
+    "4. dataset confound (original size)": "dataset_confound",
     "4. disease against disease": "pairs",
     "5. saliency": "saliency_summary",
     "5. randomisation check": "randomisation_summary",
     "6. external data": "external",
     "7. age and source swap": "age_swap",
     "8. intervals and trivial baselines": "uncertainty",
+    "controls of the shortcut tests": "controls",
 }
 
 
@@ -152,6 +154,28 @@ def statistics_numbers(run_path: Path) -> dict:
                 stats, {"model": best["model"], "features": "all", "metric": "acc_2class"}))}
 
 
+def confound_numbers(run_path: Path) -> dict:
+    """4. The dataset confound: the original files' size alone, apart from the rival."""
+    table = read_table(run_path, "dataset_confound")
+    return {"audit_confound_text": _pct(table_figure(table, {"metric": "accuracy"})),
+            "audit_confound_2class_text": _pct(table_figure(table, {"metric": "acc_2class"}))}
+
+
+def controls_numbers(run_path: Path) -> dict:
+    """How many shortcut tests passed their controls (stored beside the run), failed them,
+    were not run on them or have none, and the passed tests by name."""
+    table = read_table(run_path, "controls")
+    statuses = ("passed", "failed", "not run", "no control available")
+    counts = {s: 0 if table is None else int((table["status"] == s).sum()) for s in statuses}
+    numbers = {f"audit_controls_{s.replace(' ', '_')}": n for s, n in counts.items()}
+    numbers["audit_controls_tests"] = 0 if table is None else len(table)
+    numbers["audit_controls_passed_names"] = NOT_RUN if table is None else \
+        "; ".join(table.loc[table["status"] == "passed", "test"]) or "none"
+    numbers["audit_controls_runs"] = NOT_RUN if table is None or table.empty else \
+        f"{table['positive_run'].iloc[0]} and {table['negative_run'].iloc[0]}"
+    return numbers
+
+
 def saliency_numbers(run_path: Path) -> dict:
     """5. Saliency shares over all images (and the COVID-19 images' lung enrichment)."""
     saliency = read_table(run_path, "saliency_summary")
@@ -243,7 +267,7 @@ def pairs_numbers(run_path: Path) -> dict:
         if held and not {a, b} <= held:
             lacking = " and ".join(c for c in (a, b) if c not in held)
             numbers[f"{key}_network"] = numbers[f"{key}_statistics"] = \
-                f"not in this run (it has no {lacking} class)"
+                numbers[f"{key}_confound"] = f"not in this run (it has no {lacking} class)"
             continue
         rows = None if table is None else table[(table["a"] == a) & (table["b"] == b)]
         network = table_figure(rows, {"model": config}, "auc", "auc_low", "auc_high")
@@ -252,6 +276,9 @@ def pairs_numbers(run_path: Path) -> dict:
         statistics = table_figure(rival, {}, "auc", "auc_low", "auc_high")
         numbers[f"{key}_network"] = _auc(network)
         numbers[f"{key}_statistics"] = _auc(statistics)
+        numbers[f"{key}_confound"] = _auc(table_figure(
+            rows, {"model": "dataset confound (gradient boosting)"}, "auc", "auc_low",
+            "auc_high"))
     return numbers
 
 
@@ -297,6 +324,7 @@ def verdict_numbers(run_path: Path) -> dict:
 
 
 NUMBERS = (folds_numbers, patient_numbers, probe_numbers, masked_numbers, statistics_numbers,
+           confound_numbers, controls_numbers,
            pairs_numbers, saliency_numbers, explained_numbers, external_numbers,
            elsewhere_numbers, swap_numbers, verdict_numbers)
 

@@ -16,6 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from cxrlib.analysis import explain
+from cxrlib.audit.controls import NEGATIVE_OF, control_runs, control_table
 from cxrlib.audit.experiments import (
     age_swap,
     headline_uncertainty,
@@ -39,7 +40,7 @@ from cxrlib.audit.retrain import (
 )
 from cxrlib.audit.saliency import saliency_audit, saliency_summary
 from cxrlib.audit.scoring import predictions
-from cxrlib.audit.statistics import image_statistics
+from cxrlib.audit.statistics import dataset_confound, image_statistics
 from cxrlib.audit.store import read_table, write_record, write_table
 from cxrlib.audit.verdict import collect_evidence, verdict_table
 from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
@@ -103,8 +104,9 @@ def probe_step(audit: Audit) -> dict:
     """2. The source probe, and the disease accuracy inside each collection (the main run and
     the adult-normal retraining, which adds a collection with two classes on real data)."""
     tables = {}
-    probe_run = audit.retraining("source-probe")
-    if audit.finished(probe_run):
+    if audit.profile.collection_style == "external":  # one collection: nothing to name
+        audit.log("[audit] one collection (synthetic-external): no source probe")
+    elif audit.finished(probe_run := audit.retraining("source-probe")):
         tables["source_probe"] = source_probe(probe_run, audit.config)
     swap_run = audit.retraining("adult-normal")
     within = [within_collection(predictions(path, audit.config)).assign(run=name)
@@ -134,13 +136,19 @@ def swap_step(audit: Audit) -> dict:
 
 
 def statistics_step(audit: Audit) -> dict:
-    """4. Trivial image statistics, cross-validated with the main run's folds (or the same
-    assignment made the same way, when the run has none stored yet)."""
+    """4. Trivial statistics of the curated images, cross-validated with the main run's folds
+    (or the same assignment made the same way, when the run has none stored yet); apart, the
+    dataset confound of the original files' size."""
     manifest, images = cv.load_dataset(audit.profile, data_dir=audit.data_dir)
     folds = results.read_folds(audit.run_path) if (audit.run_path / "folds.csv").is_file() \
         else cv.make_folds(manifest, audit.profile)
     scores, oof = image_statistics(manifest, images, folds, audit.profile.classes)
-    return audit.store({"image_statistics": scores, "image_statistics_predictions": oof})
+    tables = {"image_statistics": scores, "image_statistics_predictions": oof}
+    confound = dataset_confound(manifest, folds, audit.profile.classes)
+    if confound is not None:
+        tables.update({"dataset_confound": confound[0],
+                       "dataset_confound_predictions": confound[1]})
+    return audit.store(tables)
 
 
 def pairs_step(audit: Audit) -> dict:
@@ -151,10 +159,12 @@ def pairs_step(audit: Audit) -> dict:
         pred = predictions(audit.run_path, config)
         if not pred.empty:
             tables.append(pair_table(pred).assign(model=config))
-    rival = read_table(audit.run_path, "image_statistics_predictions")
-    for model_name, pred in ([] if rival is None else rival.groupby("model")):
-        tables.append(pair_table(pred.drop(columns="model")).assign(
-            model=f"image statistics ({model_name})"))
+    for table, label in (("image_statistics_predictions", "image statistics"),
+                         ("dataset_confound_predictions", "dataset confound")):
+        rival = read_table(audit.run_path, table)
+        for model_name, pred in ([] if rival is None else rival.groupby("model")):
+            tables.append(pair_table(pred.drop(columns="model")).assign(
+                model=f"{label} ({model_name})"))
     tables = [t for t in tables if not t.empty]
     return audit.store({"pairs": pd.concat(tables, ignore_index=True)}) if tables else {}
 
@@ -218,12 +228,28 @@ def elsewhere_step(audit: Audit) -> dict:
                             predictions, runs.run_classes(audit.run_path))})
 
 
+def negative_control_step(audit: Audit) -> dict:
+    """The shortcut tests' negative control (:mod:`.controls`): when this run is the positive
+    control and may train, the same audit on its twin without the planted shortcut (only the
+    steps the shortcut tests read). Its tables are its own run's; this run stores none."""
+    negative = NEGATIVE_OF.get(audit.profile.name)
+    if negative is None or not audit.train or audit.run_path.name != audit.profile.name:
+        return {}
+    run_audit(negative, data_dir=audit.data_dir, train=True,
+              results_root=audit.run_path.parent, log=audit.log, steps=CONTROL_STEPS)
+    return {}
+
+
 def verdict_step(audit: Audit) -> dict:
     """8. Every headline figure with its interval and the trivial rules beside it; from scratch
-    against every other configuration; then the verdict on each claim from all that is stored."""
+    against every other configuration; each shortcut test's controls as stored now (the
+    positive and negative control runs of this results store); then the verdict on each claim
+    from all that is stored."""
     statistics = read_table(audit.run_path, "image_statistics_predictions")
     tables = audit.store({"uncertainty": headline_uncertainty(audit.run_path, statistics),
                           "strategies": strategy_differences(audit.run_path, audit.config)})
+    tables.update(audit.store({"controls": control_table(*control_runs(
+        audit.run_path.parent))}))
     # The verdict reads the tables just stored, with every other experiment's.
     tables.update(audit.store({"verdict": verdict_table(collect_evidence(audit.run_path))}))
     return tables
@@ -235,16 +261,22 @@ STEPS = (("patient-grouped folds", patient_step), ("source probe", probe_step),
          ("image statistics", statistics_step), ("disease against disease", pairs_step),
          ("saliency", saliency_step),
          ("external data", external_step), ("images from elsewhere", elsewhere_step),
-         ("intervals and verdict", verdict_step))
+         ("negative control", negative_control_step), ("intervals and verdict", verdict_step))
+#: What the negative control needs: the shortcut tests' inputs (the patient-grouped run too:
+#: the saliency step may explain it).
+CONTROL_STEPS = tuple((name, step) for name, step in STEPS if step in (
+    patient_step, probe_step, masked_step, swap_step, statistics_step, pairs_step,
+    saliency_step, verdict_step))
 
 
 def run_audit(profile: Profile | str, run: str = "", data_dir=None, train: bool = True,
-              results_root=None, log=cv.log_line) -> dict[str, pd.DataFrame]:
+              results_root=None, log=cv.log_line, steps=STEPS) -> dict[str, pd.DataFrame]:
     """Audit the run ``run`` (default: the profile's name) and store every table.
 
     With ``train``, first cross-validates the main run's audit configuration on the audit's
     folds and each retraining (finished folds are skipped); without, analyses only what is
-    stored (e.g. retrainings made on a GPU machine). Returns the stored tables by name.
+    stored (e.g. retrainings made on a GPU machine). ``steps``: (name, step) pairs to run
+    (default :data:`STEPS`, all). Returns the stored tables by name.
     """
     run = run_name(run, profile)
     base = main_profile(profile, run, data_dir, results_root)
@@ -254,7 +286,7 @@ def run_audit(profile: Profile | str, run: str = "", data_dir=None, train: bool 
     log(f"[audit] run {run} (train={train}): configuration {audit.config}, test folds "
         f"{audit.settings.test_folds or 'all'}")
     tables: dict[str, pd.DataFrame] = {}
-    for name, step in STEPS:
+    for name, step in steps:
         started = time.perf_counter()
         tables.update(step(audit))
         log(f"[audit] {name} done in {time.perf_counter() - started:.0f} s")

@@ -1,9 +1,14 @@
 """Experiment 4: what trivial image statistics know about the class.
 
 No deep learning: a logistic regression and gradient-boosted trees (scikit-learn) on statistics
-any image has (an intensity histogram, the padding and aspect of the frame, sharpness, the
-original file's size), cross-validated with a run's own folds. What they predict well, a
-network can learn without looking at the lungs.
+of the curated image the network sees (an intensity histogram, the padding and aspect of the
+frame, sharpness), cross-validated with a run's own folds. What they predict well, a network can
+learn without looking at the lungs: this is the network's *rival*.
+
+The original file's width, height and aspect are no part of it: the network never sees them
+(curation letterboxes every image to one size). They go into a separate *dataset confound*
+(:func:`dataset_confound`): how well the collection's metadata alone name the class, a property
+of how the dataset was assembled, not of what a network could learn from its pixels.
 """
 from __future__ import annotations
 
@@ -21,13 +26,15 @@ from cxrlib.audit.scoring import N_BOOT, SEED, scores
 from cxrlib.data import regions
 from cxrlib.experiment import cv
 
-#: Feature groups of :func:`image_features` (by column prefix), each also tried alone.
+#: Feature groups of :func:`image_features` (by column prefix), each also tried alone: only
+#: what the curated image array shows.
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "intensity histogram": ("hist_", "intensity_"),
     "padding and aspect": ("padding_", "aspect_"),
     "sharpness": ("sharpness_",),
-    "original size": ("original_",),
 }
+#: The dataset confound's one group: the original file's size (:func:`metadata_features`).
+METADATA_GROUP = "original size"
 HISTOGRAM_BINS = 16
 
 
@@ -52,22 +59,27 @@ def _content_statistics(image: np.ndarray) -> dict:
 
 
 def image_features(images: np.ndarray, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Trivial statistics of each curated image (rows aligned with ``images``).
+    """Trivial statistics of each curated image (rows aligned with ``images``), from its pixels
+    alone.
 
     Intensity: a 16-bin histogram of the content (padding left out), mean, sd and three
     percentiles. Padding and aspect: the letterbox padding's share of the image and the
     content's width/height. Sharpness: the variance of the Laplacian and the mean gradient
-    magnitude of the content. Original size: the source file's width, height and their ratio
-    (from the manifest; missing values stay NaN).
+    magnitude of the content.
     """
     features = pd.DataFrame([_content_statistics(image) for image in images],
                             index=manifest.index)
-    width = pd.to_numeric(manifest.get("orig_width"), errors="coerce")
-    height = pd.to_numeric(manifest.get("orig_height"), errors="coerce")
-    features["original_width"] = width
-    features["original_height"] = height
-    features["original_aspect"] = width / height
     return features.reset_index(drop=True)
+
+
+def metadata_features(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The original file's width, height and their ratio (from the manifest; missing values
+    stay NaN): what the network never sees."""
+    missing = pd.Series(np.nan, index=manifest.index)
+    width = pd.to_numeric(manifest.get("orig_width", missing), errors="coerce")
+    height = pd.to_numeric(manifest.get("orig_height", missing), errors="coerce")
+    return pd.DataFrame({"original_width": width, "original_height": height,
+                         "original_aspect": width / height}).reset_index(drop=True)
 
 
 def feature_columns(features: pd.DataFrame, group: str) -> list[str]:
@@ -114,24 +126,12 @@ def assigned_folds(manifest: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
     return assigned["fold"].to_numpy(dtype=int)
 
 
-def image_statistics(manifest: pd.DataFrame, images: np.ndarray, folds: pd.DataFrame,
-                     classes, n_boot: int = N_BOOT, seed: int = SEED,
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """How well trivial image statistics predict the class, cross-validated on ``folds``.
-
-    ``folds`` is a run's fold assignment (``image_id``, ``fold``; see :func:`cxrlib.experiment.cv.
-    make_folds`), so the figures compare with the network's fold for fold. Both models use all
-    features; gradient boosting also each feature group alone. Returns the scores (model,
-    features, metric, value, ci_low, ci_high, n) and the out-of-fold predictions of the
-    all-feature models (the results store's columns plus ``model``).
-    """
-    classes = tuple(classes)
-    fold = assigned_folds(manifest, folds)
+def _cross_validate(features: pd.DataFrame, plan, manifest: pd.DataFrame, fold: np.ndarray,
+                    classes: tuple, n_boot: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores of each (model, feature group) of ``plan``, and the out-of-fold predictions of
+    the all-feature models."""
     labels = manifest["label"].to_numpy(dtype=object)
-    features = image_features(images, manifest)
     models = statistics_models(seed)
-    plan = [("logistic regression", "all"), ("gradient boosting", "all")] + \
-        [("gradient boosting", group) for group in FEATURE_GROUPS]
     score_frames, kept = [], []
     for model_name, group in plan:
         x = features[feature_columns(features, group)].to_numpy(dtype=float)
@@ -146,3 +146,38 @@ def image_statistics(manifest: pd.DataFrame, images: np.ndarray, folds: pd.DataF
         if group == "all":
             kept.append(pred.assign(model=model_name))
     return pd.concat(score_frames, ignore_index=True), pd.concat(kept, ignore_index=True)
+
+
+def image_statistics(manifest: pd.DataFrame, images: np.ndarray, folds: pd.DataFrame,
+                     classes, n_boot: int = N_BOOT, seed: int = SEED,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How well trivial statistics of the curated images predict the class, cross-validated on
+    ``folds``: the network's rival.
+
+    ``folds`` is a run's fold assignment (``image_id``, ``fold``; see :func:`cxrlib.experiment.cv.
+    make_folds`), so the figures compare with the network's fold for fold. Both models use all
+    features; gradient boosting also each feature group alone. Returns the scores (model,
+    features, metric, value, ci_low, ci_high, n) and the out-of-fold predictions of the
+    all-feature models (the results store's columns plus ``model``).
+    """
+    classes = tuple(classes)
+    fold = assigned_folds(manifest, folds)
+    plan = [("logistic regression", "all"), ("gradient boosting", "all")] + \
+        [("gradient boosting", group) for group in FEATURE_GROUPS]
+    return _cross_validate(image_features(images, manifest), plan, manifest, fold, classes,
+                           n_boot, seed)
+
+
+def dataset_confound(manifest: pd.DataFrame, folds: pd.DataFrame, classes,
+                     n_boot: int = N_BOOT, seed: int = SEED,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """How well the original files' size names the class (gradient boosting, same folds): a
+    property of the dataset's assembly, reported apart from the rival. None when the manifest
+    records no original size."""
+    features = metadata_features(manifest)
+    if features.isna().all().all():
+        return None
+    fold = assigned_folds(manifest, folds)
+    scores_table, pred = _cross_validate(features, [("gradient boosting", "all")], manifest,
+                                         fold, tuple(classes), n_boot, seed)
+    return scores_table.assign(features=METADATA_GROUP), pred

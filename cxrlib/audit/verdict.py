@@ -1,6 +1,6 @@
 """The verdict on each of the paper's claims, from the audit's stored evidence, by fixed rules.
 
-:func:`collect_evidence` reads the tables the audit stored under ``results/<run>/audit/``
+:func:`collect_evidence` (:mod:`.evidence`) reads the tables the audit stored under ``results/<run>/audit/``
 (:mod:`cxrlib.audit.store`); :func:`verdict_table` turns them into one row
 per claim of the paper (in our words): supported, not supported or cannot tell, with the
 figures it rests on and the rule applied. The rules and their thresholds are
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from cxrlib.analysis.comparison import paper_figure, protocol_difference
+from cxrlib.audit.evidence import Figure, collect_evidence, table_figure
 from cxrlib.audit.scoring import retained_share
-from cxrlib.audit.store import read_record, read_table
 from cxrlib.core import paper
-from cxrlib.core.profiles import audit_settings
-from cxrlib.experiment import results
+
+__all__ = ["CANNOT_TELL", "CLAIMS", "CONTROL_WORDS", "NOT_SUPPORTED", "SUPPORTED",
+           "THRESHOLDS", "Figure", "Thresholds", "biomarker_verdict", "collect_evidence",
+           "control_status", "counted_tests", "shortcut_rule", "shortcut_tests",
+           "table_figure", "verdict_table"]
 
 
 @dataclass(frozen=True)
@@ -52,142 +53,6 @@ class Thresholds:
 
 THRESHOLDS = Thresholds()
 SUPPORTED, NOT_SUPPORTED, CANNOT_TELL = "supported", "not supported", "cannot tell"
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A figure with its 95% interval (fractions)."""
-
-    value: float
-    low: float = math.nan
-    high: float = math.nan
-
-    def text(self, unit: str = "%") -> str:
-        """``"84.9% [80.4, 89.6]"`` (fractions shown in percent; ``unit=" points"`` for a
-        difference)."""
-        if math.isnan(self.value):
-            return "n/a"
-        interval = "" if math.isnan(self.low) else \
-            f" [{100 * self.low:.1f}, {100 * self.high:.1f}]"
-        return f"{100 * self.value:.1f}{unit}{interval}"
-
-
-def table_figure(table: pd.DataFrame | None, where: dict, value="value", low="ci_low",
-                 high="ci_high") -> Figure | None:
-    """The first row of a stored table matching ``where`` (column: value), as a Figure from its
-    ``value``, ``low`` and ``high`` columns (NaN where a column is absent); None if none."""
-    if table is None or table.empty:
-        return None
-    part = table
-    for column, wanted in where.items():
-        part = part[part[column] == wanted]
-    if part.empty:
-        return None
-    row = part.iloc[0]
-    return Figure(float(row[value]), float(row.get(low, math.nan)),
-                  float(row.get(high, math.nan)))
-
-
-def collect_evidence(run_path: str | Path) -> dict:
-    """The figures the verdicts rest on, read from the stored audit tables and runs."""
-    run_path = Path(run_path)
-    profile = results.read_profile(run_path) if (run_path / "profile.json").is_file() else None
-    config = audit_settings(profile).config if profile else "from_scratch"
-    evidence: dict = {"config": config, "synthetic": profile is None or
-                      profile.dataset != "real",
-                      "classes": tuple(profile.classes) if profile else (),
-                      "protocol": _protocol_difference(profile)}
-    headline = read_table(run_path, "uncertainty")
-    for metric in ("accuracy", "acc_2class"):
-        evidence[metric] = table_figure(headline, {"model": config, "metric": metric})
-    evidence["paper_acc_2class"] = _paper_fraction(config, "acc_2class")
-    evidence["paper_accuracy"] = _paper_fraction(config, "acc_7class")
-    restricted = paper.restricted_figures(config, evidence["classes"]) if profile else None
-    evidence["paper_accuracy_restricted"] = None if restricted is None else \
-        restricted["acc_nclass"] / 100
-    strategies = read_table(run_path, "strategies")
-    evidence["strategy_differences"] = {} if strategies is None else {
-        row["other"]: Figure(row["difference"], row["diff_low"], row["diff_high"])
-        for _, row in strategies.iterrows()}
-    patient = read_table(run_path, "patient_folds")
-    evidence["patient_gap"] = table_figure(patient, {"metric": "accuracy"}, "difference",
-                                           "diff_low", "diff_high")
-    masked = read_table(run_path, "masked_inputs")
-    for key, name in (("border_retained", "border only"), ("lung_retained", "lung fields only")):
-        row = table_figure(masked, {"input": name, "metric": "accuracy"}, "retained")
-        evidence[key] = None if row is None else row.value
-    stats = read_table(run_path, "image_statistics")
-    if stats is not None and not stats.empty:
-        best = stats[(stats["metric"] == "accuracy") & (stats["features"] == "all")]
-        best = best.sort_values("value", ascending=False).head(1)
-        evidence["statistics_accuracy"] = table_figure(best, {})
-    else:
-        evidence["statistics_accuracy"] = None
-    evidence["chance"] = table_figure(headline, {"model": "majority-class rule",
-                                            "metric": "accuracy"})
-    probe = read_table(run_path, "source_probe")
-    evidence["source_probe"] = table_figure(probe, {"collection": "all"}, "accuracy")
-    within = read_table(run_path, "within_collection")
-    evidence["within_collection"] = [] if within is None else [
-        (f"{r['collection']} ({r['run']})", Figure(r["accuracy"], r["ci_low"], r["ci_high"]),
-         float(r["majority"])) for _, r in within.iterrows()]
-    evidence["pairs_within"] = _pairs_within(read_table(run_path, "pairs"), config)
-    saliency = read_table(run_path, "saliency_summary")
-    for key, name in (("lung_enrichment", "all"), ("covid_lung_enrichment", paper.POSITIVE_CLASS)):
-        row = table_figure(saliency, {"class": name}, "lung_enrichment")
-        evidence[key] = None if row is None else row.value
-    check = read_table(run_path, "randomisation_summary")
-    evidence["randomised_spearman"] = None if check is None or check.empty else \
-        float(check.sort_values("layers").iloc[-1]["spearman"])
-    swap = read_table(run_path, "age_swap")
-    evidence["age_swap_fall"] = table_figure(swap, {"metric": "accuracy"}, "difference",
-                                             "diff_low", "diff_high")
-    evidence["age_swap_normal_fall"] = table_figure(swap, {"metric": "recall_Normal"},
-                                                    "difference", "diff_low", "diff_high")
-    evidence.update(_external_evidence(run_path))
-    return evidence
-
-
-def _external_evidence(run_path: Path) -> dict:
-    """Experiment 6: unused images of the same collections (6a) and, on real data, images from
-    another hospital and adult patients (6b: each class's recall fall)."""
-    external = read_table(run_path, "external")
-    record = read_record(run_path, "external") or {}
-    falls = read_table(run_path, "external_validation_falls")
-    return {
-        "external_gap": table_figure(external, {"metric": "accuracy"}, "difference",
-                                     "diff_low", "diff_high"),
-        "external_kind": record.get("kind"),
-        "external_same_collections": bool(record.get("same_collections", False)),
-        "elsewhere_falls": [] if falls is None else [
-            (f"{r['class']}, {r['source']}", Figure(r["difference"], r["diff_low"],
-                                                    r["diff_high"]))
-            for _, r in falls.iterrows()]}
-
-
-def _pairs_within(pairs: pd.DataFrame | None, config: str) -> list:
-    """(pair, the network's AUC, the best image statistics' AUC) of every pair of classes from
-    one collection (:mod:`cxrlib.audit.pairs`)."""
-    if pairs is None or pairs.empty:
-        return []
-    found = []
-    for (a, b), rows in pairs[pairs["same_collection"].astype(str) == "True"].groupby(
-            ["a", "b"], sort=False):
-        network = table_figure(rows, {"model": config}, "auc", "auc_low", "auc_high")
-        rival = rows[rows["model"].str.startswith("image statistics")].sort_values("auc")
-        statistics = table_figure(rival.tail(1), {}, "auc", "auc_low", "auc_high")
-        if network is not None and statistics is not None:
-            found.append((f"{a} vs {b} ({rows['collections_a'].iloc[0]})", network, statistics))
-    return found
-
-
-def _protocol_difference(profile) -> str:
-    return protocol_difference(profile) if profile is not None else ""
-
-
-def _paper_fraction(config: str, metric: str) -> float | None:
-    value = paper_figure(config, metric)
-    return None if value is None else float(value) / 100
 
 
 def _missing(*items) -> bool:
@@ -339,15 +204,7 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
                       share >= t.statistics_rival,
                       f"{stats.text()} against the network's {network.text()} "
                       f"(chance {100 * chance.value:.1f}%)"))
-    probe, within = evidence.get("source_probe"), evidence.get("within_collection") or []
-    if probe is None:
-        tests.append(("collections recognisable, classes not within them", None, "n/a"))
-    else:
-        blind = [name for name, figure, majority in within if figure.low <= majority]
-        fired = probe.value >= t.source_recognisable and bool(blind)
-        tests.append(("collections recognisable, classes not within them", fired,
-                      f"source probe {probe.text()}; within a collection no better than its "
-                      f"majority class: {', '.join(blind) or 'none'}"))
+    tests.append(_probe_test(evidence, t))
     tests.append(_pairs_test(evidence))
     enrichment, randomised = evidence.get("lung_enrichment"), evidence.get("randomised_spearman")
     covid = evidence.get("covid_lung_enrichment")
@@ -373,6 +230,22 @@ def shortcut_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple[str
     return tests
 
 
+def _probe_test(evidence: dict, t: Thresholds) -> tuple[str, bool | None, str]:
+    """Fires when the source probe names the collection and inside some collection the classes
+    are told apart no better than its largest class. Quiet when every collection's classes are
+    told apart, whatever the probe (a run of one collection needs no probe)."""
+    name = "collections recognisable, classes not within them"
+    probe, within = evidence.get("source_probe"), evidence.get("within_collection") or []
+    blind = [where for where, figure, majority in within if figure.low <= majority]
+    figures = f"source probe {'n/a' if probe is None else probe.text()}; within a " \
+        f"collection no better than its majority class: {', '.join(blind) or 'none'}"
+    if within and not blind:
+        return name, False, figures
+    if probe is None:
+        return name, None, figures if within else "n/a"
+    return name, probe.value >= t.source_recognisable and bool(blind), figures
+
+
 def _pairs_test(evidence: dict) -> tuple[str, bool | None, str]:
     """Fires when, on a pair of classes from one collection, image statistics reach the
     network's AUC."""
@@ -395,8 +268,10 @@ def _elsewhere_test(evidence: dict, t: Thresholds) -> tuple[str, bool | None, st
 
 def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:
     """The shortcut tests' rule, in words, with the thresholds in force."""
-    return (f"not supported if a shortcut test fires, supported if none fires and each has a "
-            f"result. A test fires when: the lungs blacked out keep at least "
+    return (f"not supported if a shortcut test that passed its controls fires, supported if "
+            f"every test passed its controls and none fires (a test passes when it fires on "
+            f"synthetic data with a planted shortcut and stays quiet on the same data without "
+            f"it; one that fails is uninformative and not counted). A test fires when: the lungs blacked out keep at least "
             f"{100 * t.retained_shortcut:.0f}% of the accuracy above chance; image statistics "
             f"reach {100 * t.statistics_rival:.0f}% of the network's accuracy above chance; the "
             f"source probe reaches {100 * t.source_recognisable:.0f}% while inside some "
@@ -411,14 +286,36 @@ def shortcut_rule(t: Thresholds = THRESHOLDS) -> str:
             f"elsewhere (another hospital, adult patients)")
 
 
+#: What the verdict says of a test by the status of its controls (:mod:`.controls`).
+CONTROL_WORDS = {"passed": "counted (passed its controls)",
+                 "failed": "uninformative (failed its controls)",
+                 "not run": "not counted (its controls were not run)",
+                 "no control available": "not counted (no control available)"}
+
+
+def control_status(evidence: dict, test: str) -> str:
+    """A test's control status in ``evidence["controls"]`` (``not run`` where none stored)."""
+    return (evidence.get("controls") or {}).get(test, "not run")
+
+
+def counted_tests(evidence: dict, t: Thresholds = THRESHOLDS) -> list[tuple]:
+    """Each shortcut test as (name, fired?, figures, control status, counted?): a test counts
+    only when it passed its controls (fired with the planted shortcut, quiet without)."""
+    return [(name, fired, figures, control_status(evidence, name),
+             control_status(evidence, name) == "passed")
+            for name, fired, figures in shortcut_tests(evidence, t)]
+
+
 def biomarker_verdict(evidence: dict, t: Thresholds = THRESHOLDS) -> tuple[str, str]:
-    tests = shortcut_tests(evidence, t)
+    """Not supported if a counted test fires; supported if every test is counted and none
+    fires; else cannot tell. The text names every test, its result and its controls."""
+    tests = counted_tests(evidence, t)
     text = "; ".join(f"{name}: {'FIRES' if fired else 'no' if fired is False else 'no result'}"
-                     f" ({figures})" for name, fired, figures in tests)
-    if any(fired for _, fired, _ in tests):
+                     f" ({figures}) [{CONTROL_WORDS[status]}]"
+                     for name, fired, figures, status, _ in tests)
+    counted = [fired for _, fired, _, _, counts in tests if counts]
+    if any(counted):
         return NOT_SUPPORTED, text
-    if all(fired is False for _, fired, _ in tests):
+    if counted and len(counted) == len(tests) and all(f is False for f in counted):
         return SUPPORTED, text
     return CANNOT_TELL, text
-
-

@@ -61,6 +61,10 @@ class Profile:
     image_size: int = 200
     #: Synthetic images per class (ignored for real data, which uses the paper's counts).
     synthetic_per_class: int = 80
+    #: For synthetic data: ``"paper"`` (each class from its own collection, the planted
+    #: shortcut) or ``"external"`` (every class from one neutral collection: no shortcut, the
+    #: audit's negative control; :mod:`cxrlib.data.synthetic`).
+    collection_style: str = "paper"
     #: For real data: how NIH images carrying several of the target findings are labelled:
     #: ``"exclude"`` (default; see the book's data chapter) or ``"first"`` (the first target
     #: finding in the paper's class order).
@@ -135,7 +139,8 @@ class Profile:
 
 
 #: Profile fields that only the audit's retrainings change (see :meth:`Profile.to_dict`).
-AUDIT_FIELDS: tuple[str, ...] = ("target", "input_mask", "normal_label")
+AUDIT_FIELDS: tuple[str, ...] = ("target", "input_mask", "normal_label",
+                                 "collection_style")
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile)}
 
 
@@ -158,6 +163,8 @@ def _validate(p: Profile) -> Profile:
                          f"'lung_only'")
     if p.normal_label not in ("Normal", "No Finding"):
         raise ValueError(f"profile {p.name!r}: normal_label must be 'Normal' or 'No Finding'")
+    if p.collection_style not in ("paper", "external"):
+        raise ValueError(f"profile {p.name!r}: collection_style must be 'paper' or 'external'")
     if p.image_size < 32:
         raise ValueError(f"profile {p.name!r}: MobileNetV2 needs images of at least 32 px")
     return p
@@ -186,6 +193,17 @@ PROFILES: dict[str, Profile] = {p.name: _validate(p) for p in [
         # Batches of 16 and patience 3: from random weights, 6 epochs of 32-image batches
         # (about 60 steps) leave the model at chance; twice the steps do not.
         patience=3, batch_size=16,
+    ),
+    # The audit's negative control (cxrlib.audit.controls): the default run without its planted
+    # shortcut (one neutral collection for every class), the same size and training, and only
+    # the audit's configuration on its one test fold, so that it adds a few minutes to the book.
+    Profile(
+        name="default-no-shortcut",
+        description=("The audit's negative control: the default profile's synthetic images "
+                     "without the planted shortcut (every class from one neutral collection), "
+                     "training from scratch only."),
+        dataset="synthetic", image_size=64, synthetic_per_class=80, n_folds=3, epochs=6,
+        patience=3, batch_size=16, configs=("from_scratch",), collection_style="external",
     ),
     _PAPER,
     _PAPER.replace(
@@ -262,6 +280,8 @@ AUDIT_SETTINGS: dict[str, AuditSettings] = {
     # retrainings cross-validate one of the three test folds.
     "default": AuditSettings(test_folds=(0,), saliency_per_class=8, randomisation_images=12,
                              external_per_class=30),
+    "default-no-shortcut": AuditSettings(test_folds=(0,), saliency_per_class=8,
+                                         randomisation_images=12, external_per_class=30),
     # On two CPU cores each retraining's fold takes about four minutes.
     "paper-bundle-cpu": AuditSettings(test_folds=(0,)),
     "paper-bundle5-cpu": AuditSettings(test_folds=(0,)),

@@ -81,8 +81,9 @@ EXTRAS_MAX_DEFAULT = 1341
 # names
 
 
-def curated_dir_for(profile: Profile, collection_style: str = "paper") -> Path:
+def curated_dir_for(profile: Profile, collection_style: str | None = None) -> Path:
     """Where the curated dataset of ``profile`` lives (all classes it can; not the class subset)."""
+    collection_style = collection_style or profile.collection_style
     name = f"{profile.dataset}-{profile.image_size}px-seed{profile.seed}"
     if profile.dataset == "synthetic":
         name += f"-n{profile.synthetic_per_class}"
@@ -93,13 +94,14 @@ def curated_dir_for(profile: Profile, collection_style: str = "paper") -> Path:
     return paths.curated_root() / f"{name}-v{CURATION_VERSION}"
 
 
-def ensure_curated(profile: Profile, data_dir=None, collection_style: str = "paper",
+def ensure_curated(profile: Profile, data_dir=None, collection_style: str | None = None,
                    log=print) -> Path:
     """The curated folder of ``profile``, curating it first if it does not exist yet.
 
     Synthetic profiles need nothing; real ones read ``data_dir`` or
     :func:`cxrlib.core.paths.default_data_dir` and fail with download instructions if neither exists.
     """
+    collection_style = collection_style or profile.collection_style
     out = curated_dir_for(profile, collection_style)
     if (out / "manifest.csv").is_file():
         return out
