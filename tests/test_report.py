@@ -542,8 +542,16 @@ def test_each_page_declares_each_script_once():
     thebe = {"body": 'const THEBE_JS_URL = "x"'}
     context = {"script_files": [Script(filename=None, attributes=dict(thebe)),
                                 Script(filename="a.js", attributes={}),
-                                Script(filename=None, attributes=dict(thebe)),
+                                Script(filename="", attributes=dict(thebe)),
                                 Script(filename="a.js", attributes={"async": "async"})]}
     vendor._unique_scripts(None, "page", "page.html", context, None)
     assert [(s.filename, s.attributes) for s in context["script_files"]] == [
         (None, thebe), ("a.js", {}), ("a.js", {"async": "async"})]
+
+
+def test_fold_tables_name_their_columns_for_a_reader(stores):
+    shown = tables.display_folds(tables.fold_table(stores["bundle"], "fine_tune_3"), 4)
+    assert shown.index.name == "fold" and list(shown.index) == [0, 1, 2]
+    assert list(shown.columns) == ["test images", "4-class accuracy (%)", "2-class accuracy (%)",
+                                   "sensitivity (%)", "specificity (%)", "epochs", "training (s)",
+                                   "training images/s"]

@@ -147,6 +147,15 @@ def fold_table(run_path: str | Path, config: str) -> pd.DataFrame:
     return table[columns]
 
 
+def display_folds(folds: pd.DataFrame, n_classes: int) -> pd.DataFrame:
+    """:func:`fold_table` for a book page: one row per test fold, columns named for a reader."""
+    names = {"n_test": "test images", "accuracy": f"{n_classes}-class accuracy (%)",
+             "acc_2class": "2-class accuracy (%)", "sensitivity": "sensitivity (%)",
+             "specificity": "specificity (%)", "epochs_run": "epochs",
+             "train_seconds": "training (s)", "images_per_s": "training images/s"}
+    return folds.set_index("fold").rename(columns=names)
+
+
 def per_class_table(run_path: str | Path, config: str) -> pd.DataFrame:
     """Precision, recall and F1 per class (percent) with support, pooled over folds."""
     run_path = runs.resolve(run_path)

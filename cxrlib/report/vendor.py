@@ -102,7 +102,9 @@ def setup(app):
 def _unique_scripts(app, pagename, templatename, context, doctree) -> None:
     seen, kept = set(), []
     for script in context.get("script_files", []):
-        key = (str(getattr(script, "filename", script)),
+        # The same inline script comes once with filename None (added after the builder
+        # started) and once with "" (copied from the registry when pages are written).
+        key = (str(getattr(script, "filename", script) or ""),
                tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
