@@ -177,7 +177,7 @@ def decode_run_name(name: str) -> dict:
     """What a run name says: its profile, the settings it overrides (``_key-value``) and the
     audit retraining it is (``-variant``, :data:`cxrlib.audit.retrain.VARIANTS`); ``kind`` is
     "profile", "profile with overrides", "audit retraining" or "a name given with --run"."""
-    for variant, changes in VARIANTS.items():
+    for variant, changes in sorted(VARIANTS.items(), key=lambda item: -len(item[0])):
         main = decode_run_name(name[:-len(variant) - 1]) if name.endswith("-" + variant) \
             else None
         if main and main["profile"]:
