@@ -192,6 +192,16 @@ for line in summary["problems"] or ["none"]:
     print("-", line)
 
 # %% [markdown]
+# ## Checksums
+#
+# The SHA-256 of the manifest this curation wrote (every examined image and its decision): a
+# committed run stores a copy of it, and the data chapter shows its checksum, so a rerun can be
+# checked against it.
+
+# %%
+print(f"manifest.csv: {cf.file_sha256(out / 'manifest.csv')}")
+
+# %% [markdown]
 # ### Sources
 #
 # - The paper (full citation printed below): Apostolopoulos, Aznaouridis & Tzani (2020).

@@ -344,14 +344,15 @@ def _public_download(folder: str) -> str:
     if folder in download.REMOTES:
         files = download.REMOTES[folder]
         sizes = sorted({r.size_note for r in files})
-        return (f"`python -m cxrlib download --source {folder}`: {len(files)} file"
-                f"{'s' if len(files) > 1 else ''} ({files[0].filename}"
-                f"{', ...' if len(files) > 1 else ''}; {', '.join(sizes)} each), "
+        many = len(files) > 1
+        return (f"python -m cxrlib download --source {folder}: {len(files)} file"
+                f"{'s' if many else ''} ({files[0].filename}{', ...' if many else ''}; "
+                f"{', '.join(sizes)}{' each' if many else ''}) from "
                 f"{urlparse(files[-1].url).netloc}")
     if folder == "nih_rxtorax":
         return "none: with the full NIH download, curation draws these classes from nih/"
-    return (f"none (external validation only): `git clone https://github.com/"
-            f"{BUNDLE_ORIGINS[folder]['repository']}` at commit "
+    return (f"none (external validation only): git clone https://github.com/"
+            f"{BUNDLE_ORIGINS[folder]['repository']}, commit "
             f"{BUNDLE_ORIGINS[folder]['commit'][:12]}")
 
 
@@ -422,8 +423,10 @@ def stored_exclusions(results_root: str | Path | None = None) -> pd.DataFrame:
     parts = {p.name: exclusions_table(p / results.CURATION_DIR) for p in real_runs(results_root)
              if (p / results.CURATION_DIR / "manifest.csv").is_file()}
     parts = {run: t for run, t in parts.items() if not t.empty}
-    return pd.concat(parts, names=["run", "class"]).fillna(0).astype(int) if parts \
-        else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame()
+    table = pd.concat(parts, names=["run", "class"]).fillna(0).astype(int)
+    return table[[c for c in table.columns if c != "all"] + ["all"]]
 
 
 def source_share(label: str, results_root: str | Path | None = None) -> dict:

@@ -215,7 +215,9 @@ def _older(age: dict, commit: str) -> str:
         return "unknown"
     if age["behind"] == 0:
         return "no (the build's commit)"
-    return f"yes, {age['behind']} commits" if age["behind"] else "yes (not in this history)"
+    behind = age["behind"]
+    return f"yes, {behind} commit{'s' if behind != 1 else ''}" if behind else \
+        "yes (not in this history)"
 
 
 def commits_table(results_root: Path | None = None, build: str | None = None) -> pd.DataFrame:
