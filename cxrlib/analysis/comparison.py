@@ -294,11 +294,15 @@ def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     One row per configuration and one for the "never COVID-19" rule (its figures on our data
     and on the paper's counts); for each metric our figure with its 95% interval on one line
     ("89.5 [88.4, 90.6]"), the paper's printed figure and, with fewer classes than the paper's,
-    its accuracy restricted to our classes; the folds each row pools. Confusion matrices:
-    :func:`display_matrix`.
+    its accuracy restricted to our classes; the folds each row pools. Confusion matrices: each
+    cell "paper / ours", each side as :func:`display_matrix` gives it (the book shows the two
+    matrices apart).
     """
-    if "predicted" in frame:
-        raise ValueError("a confusion matrix: show it with display_matrix")
+    if "predicted" in frame:  # a confusion matrix: both sides in one table, cell by cell
+        theirs, ours = display_matrix(frame, "paper"), display_matrix(frame, "ours")
+        return theirs.apply(lambda column: [
+            f"{cell} / " + (ours.loc[row, column.name] if row in ours.index and column.name
+                            in ours.columns else "–") for row, cell in column.items()])
     n_classes = int(frame.attrs.get("n_classes", len(paper.CLASSES)))
     restricted = n_classes != len(paper.CLASSES) and frame["paper_restricted"].notna().any()
     rows, rule = {}, {("", "folds"): "–"}
