@@ -285,7 +285,7 @@ def metric_header(key: str, n_classes: int) -> str:
     return f"accuracy (ours {n_classes} classes, paper {len(paper.CLASSES)})"
 
 
-NEVER_COVID = "Never COVID-19 (trivial rule)"
+NEVER_COVID = "Never COVID-19 (rule)"
 
 
 def display_comparison(frame: pd.DataFrame) -> pd.DataFrame:
