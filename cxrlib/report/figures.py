@@ -174,7 +174,7 @@ def fold_spread(run_path: str | Path):
             if comparable and reported is not None:
                 ax.plot(x, reported, "x", color="tab:red", markersize=9, mew=2,
                         label="paper" if x == 0 else None)
-        ax.set_xticks(range(len(configs)), [config_label(c) for c in configs], rotation=40,
+        ax.set_xticks(range(len(configs)), [_short_label(c) for c in configs], rotation=40,
                       ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
