@@ -84,7 +84,8 @@ def curate_command(args: argparse.Namespace) -> int:
                                      ).items() if v is not None}
     curate.curate(out, data_dir=data, image_size=choice.profile.image_size,
                   seed=choice.profile.seed, multilabel=choice.profile.multilabel,
-                  lateral=args.lateral, synthetic_per_class=choice.profile.synthetic_per_class,
+                  harmonise_px=choice.profile.harmonise_px, lateral=args.lateral,
+                  synthetic_per_class=choice.profile.synthetic_per_class,
                   collection_style=args.style, jpeg_quality=args.quality, workers=args.workers,
                   **options)
     return 0

@@ -4,6 +4,8 @@
 2. :func:`source_probe` and :func:`within_collection`: the collection as the target; the
    disease inside each collection that holds several classes.
 3. :func:`masked_inputs`: the lung fields blacked out, and the lung fields alone.
+3b. :func:`harmonised`: every image through one common resolution first; the disease and the
+   source probe before and after.
 7. :func:`age_swap`: the paediatric Normal class replaced by adult NIH "No Finding" images.
 8. :func:`headline_uncertainty`: every headline figure with its interval, trivial rules beside;
    :func:`strategy_differences`: from scratch against every other configuration, paired.
@@ -151,9 +153,55 @@ def masked_inputs(main_run: str | Path, border_run: str | Path, lung_run: str | 
     return out
 
 
+HARMONISED_COLUMNS = ["harmonise_px", "measure", "before", "before_low", "before_high", "after",
+                      "after_low", "after_high", "change", "change_low", "change_high", "paired",
+                      "n", "folds"]
+
+
+def source_resolutions(manifest: pd.DataFrame, classes, harmonise_px: int) -> pd.DataFrame:
+    """The original images' long side for every class and source of the run (median and range)
+    and the share that harmonising to ``harmonise_px`` reduces (those longer than it)."""
+    used = manifest[(manifest["excluded"] == "") & manifest["label"].isin(list(classes))]
+    long_side = np.maximum(used["orig_width"].astype(int), used["orig_height"].astype(int))
+    groups = long_side.groupby([used["label"], used["source"]], sort=False)
+    table = pd.DataFrame({"images": groups.size(), "median_long_side": groups.median(),
+                          "smallest": groups.min(), "largest": groups.max(),
+                          "reduced": groups.apply(lambda s: float((s > harmonise_px).mean()))})
+    return table.reset_index().rename(columns={"label": "class"})
+
+
+def harmonised(main_run: str | Path, probe_run: str | Path, levels: dict, config: str,
+               n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """Accuracy before and after harmonising the resolution, for the disease (the main run
+    against ``<run>-harmonised``) and for the source probe (``<run>-source-probe`` against
+    ``<run>-harmonised-source-probe``), at each common long side of ``levels`` ({px: (run,
+    probe run)}). ``change`` is after minus before, with its interval: paired, as harmonising
+    keeps every image and fold. Pairs without a common finished fold are left out."""
+    rows = []
+    for px, (run, probe) in sorted(levels.items()):
+        for measure, before, after in (("disease", main_run, run),
+                                       ("source probe", probe_run, probe)):
+            folds = common_folds(before, after, config=config)
+            if not folds:
+                continue
+            table = compare(predictions(after, config, folds), predictions(before, config, folds),
+                            "after", "before", n_boot, seed)
+            row = table.set_index("metric").loc["accuracy"]
+            rows.append({"harmonise_px": px, "measure": measure, "n": int(row["n_after"]),
+                         "folds": ",".join(map(str, folds)), "paired": bool(row["paired"]),
+                         **{f"{side}{end}": row[f"{side}{end}"] for side in ("before", "after")
+                            for end in ("", "_low", "_high")},
+                         "change": row["difference"], "change_low": row["diff_low"],
+                         "change_high": row["diff_high"]})
+    return pd.DataFrame(rows, columns=HARMONISED_COLUMNS)
+
+
 def age_swap(main_run: str | Path, swap_run: str | Path, config: str, n_boot: int = N_BOOT,
              seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normal as the paper has it (children) against Normal from adult NIH "No Finding" images.
+
+    The audit compares the patient-grouped retraining (``main_run``) with the patient-grouped
+    swap, so that only the Normal images differ.
 
     Returns every metric side by side with the fall (paediatric minus adult, unpaired interval:
     the Normal images differ) on the folds both runs finished, plus ``recall_Normal`` (the

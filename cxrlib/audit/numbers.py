@@ -15,6 +15,7 @@ import pandas as pd
 
 from cxrlib.audit.elsewhere import HANNOVER, NIH_NORMAL, NIH_PNEUMONIA
 from cxrlib.audit.pairs import PAIRS
+from cxrlib.audit.retrain import HARMONISE_PX
 from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
 from cxrlib.audit.verdict import (
     CANNOT_TELL,
@@ -38,6 +39,7 @@ EXPERIMENT_TABLES = {
     "2. source probe": "source_probe",
     "2. accuracy within a collection": "within_collection",
     "3. masked inputs": "masked_inputs",
+    "3b. one resolution for every source": "harmonised",
     "4. trivial image statistics": "image_statistics",
     "4. dataset confound (original size)": "dataset_confound",
     "4. disease against disease": "pairs",
@@ -139,6 +141,28 @@ def masked_numbers(run_path: Path) -> dict:
     return n
 
 
+def harmonised_numbers(run_path: Path) -> dict:
+    """3b. Disease and source-probe accuracy before and after harmonising the resolution, at
+    248 px (``main``) and at the profile's lower common long side (``low``), by glue name
+    ``audit_harmonised_<level>_<disease|probe>_<before|after|change>_text``."""
+    table = read_table(run_path, "harmonised")
+    profile = results.read_profile(run_path) if (run_path / "profile.json").is_file() else None
+    also = audit_settings(profile).harmonise_also_px if profile else ()
+    levels = {"main": HARMONISE_PX, "low": also[0] if also else None}
+    n = {f"audit_harmonised_{level}_px": NOT_RUN if px is None else str(px)
+         for level, px in levels.items()}
+    for level, px in levels.items():
+        for measure, key in (("disease", "disease"), ("source probe", "probe")):
+            where = {"harmonise_px": px, "measure": measure}
+            name = f"audit_harmonised_{level}_{key}"
+            for side in ("before", "after"):
+                n[f"{name}_{side}_text"] = _pct(table_figure(table, where, side, f"{side}_low",
+                                                             f"{side}_high"))
+            n[f"{name}_change_text"] = _points(table_figure(table, where, "change",
+                                                            "change_low", "change_high"))
+    return n
+
+
 def statistics_numbers(run_path: Path) -> dict:
     """4. The better image-statistics classifier on all features."""
     stats = read_table(run_path, "image_statistics")
@@ -173,6 +197,10 @@ def controls_numbers(run_path: Path) -> dict:
         "; ".join(table.loc[table["status"] == "passed", "test"]) or "none"
     numbers["audit_controls_runs"] = NOT_RUN if table is None or table.empty else \
         f"{table['positive_run'].iloc[0]} and {table['negative_run'].iloc[0]}"
+    for side in ("positive", "negative"):
+        column = f"{side}_network"
+        numbers[f"audit_controls_{side}_network"] = NOT_RUN if table is None or \
+            column not in table else str(table[column].iloc[0])
     return numbers
 
 
@@ -323,8 +351,8 @@ def verdict_numbers(run_path: Path) -> dict:
             for v in (SUPPORTED, NOT_SUPPORTED, CANNOT_TELL)}
 
 
-NUMBERS = (folds_numbers, patient_numbers, probe_numbers, masked_numbers, statistics_numbers,
-           confound_numbers, controls_numbers,
+NUMBERS = (folds_numbers, patient_numbers, probe_numbers, masked_numbers, harmonised_numbers,
+           statistics_numbers, confound_numbers, controls_numbers,
            pairs_numbers, saliency_numbers, explained_numbers, external_numbers,
            elsewhere_numbers, swap_numbers, verdict_numbers)
 

@@ -2,32 +2,63 @@
 
 Each retraining is a run of its own, made by :func:`cxrlib.experiment.cv.run_profile` and so resumable
 and atomic: ``<run>-patient``, ``<run>-source-probe``, ``<run>-border-only``,
-``<run>-lung-only``, ``<run>-adult-normal`` (:data:`VARIANTS`). They cross-validate the test
+``<run>-lung-only``, ``<run>-adult-normal``, ``<run>-harmonised``,
+``<run>-harmonised-source-probe`` (:data:`VARIANTS`), and the harmonised pair again at each
+further common resolution of the profile's audit settings (``<run>-harmonised-48``,
+``<run>-harmonised-48-source-probe``: :func:`harmonised_levels`). They cross-validate the test
 folds of :func:`cxrlib.core.profiles.audit_settings` only.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cxrlib.analysis import explain
-from cxrlib.core.profiles import Profile, audit_settings, get_profile
+from cxrlib.core.profiles import AuditSettings, Profile, audit_settings, get_profile
 from cxrlib.experiment import cv, results, runs
 
-#: The retrainings: the profile changes each makes (the configuration is the audit's).
+#: The long side every image is reduced to in the harmonised retrainings: that of the smallest
+#: real source (NIH's Fibrosis images, 248 px; PROVENANCE.md).
+HARMONISE_PX = 248
+#: The retrainings: the profile changes each makes (the configuration is the audit's). The
+#: adult-normal swap is grouped by patient (NIH patients have several images) and is compared
+#: with the patient-grouped retraining, so that only the Normal images change.
 VARIANTS: dict[str, dict] = {
     "patient": {"grouping": "patient"},
     "source-probe": {"target": "source"},
     "border-only": {"input_mask": "border_only"},
     "lung-only": {"input_mask": "lung_only"},
-    "adult-normal": {"normal_label": "No Finding"},
+    "adult-normal": {"normal_label": "No Finding", "grouping": "patient"},
+    "harmonised": {"harmonise_px": HARMONISE_PX},
+    "harmonised-source-probe": {"harmonise_px": HARMONISE_PX, "target": "source"},
 }
+_HARMONISED = re.compile(r"harmonised-(\d+)(-source-probe)?")
 #: The variant whose kept weights are explained when the main run kept none.
 EXPLAINED_VARIANT = "patient"
 
 
+def variant_changes(variant: str) -> dict:
+    """The profile changes of a retraining: one of :data:`VARIANTS`, or ``harmonised-<px>``
+    (``-source-probe``) at another common long side."""
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    found = _HARMONISED.fullmatch(variant)
+    if found is None:
+        raise ValueError(f"unknown audit variant {variant!r}; variants are {list(VARIANTS)} "
+                         f"and harmonised-<px>[-source-probe]")
+    return {"harmonise_px": int(found[1]), **({"target": "source"} if found[2] else {})}
+
+
+def harmonised_levels(settings: AuditSettings) -> dict[int, tuple[str, str]]:
+    """Each common long side the audit harmonises to, with its retraining and source probe."""
+    levels = {HARMONISE_PX: ("harmonised", "harmonised-source-probe")}
+    for px in settings.harmonise_also_px:
+        levels[px] = (f"harmonised-{px}", f"harmonised-{px}-source-probe")
+    return levels
+
+
 def variant_run(run: str, variant: str) -> str:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown audit variant {variant!r}; variants are {list(VARIANTS)}")
+    variant_changes(variant)  # an unknown variant is refused
     return f"{run}-{variant}"
 
 
@@ -37,14 +68,14 @@ def variant_path(run_path: str | Path, variant: str) -> Path:
     makes ``<run>_grouping-patient``), which holds the same retraining."""
     run_path = Path(run_path)
     ours = run_path.parent / variant_run(run_path.name, variant)
-    theirs = run_path.parent / runs.override_run_name(run_path.name, VARIANTS[variant])
+    theirs = run_path.parent / runs.override_run_name(run_path.name, variant_changes(variant))
     return theirs if not ours.exists() and (theirs / "profile.json").is_file() else ours
 
 
 def variant_profile(profile: Profile, variant: str) -> Profile:
     """The main run's profile with the variant's changes, training the audit configuration."""
     config = audit_settings(profile).config
-    return profile.replace(configs=(config,), **VARIANTS[variant])
+    return profile.replace(configs=(config,), **variant_changes(variant))
 
 
 def main_profile(profile: Profile | str, run: str, data_dir=None,

@@ -19,10 +19,12 @@ from cxrlib.analysis import explain
 from cxrlib.audit.controls import NEGATIVE_OF, control_runs, control_table
 from cxrlib.audit.experiments import (
     age_swap,
+    harmonised,
     headline_uncertainty,
     masked_inputs,
     patient_folds,
     source_probe,
+    source_resolutions,
     strategy_differences,
     within_collection,
 )
@@ -31,8 +33,10 @@ from cxrlib.audit.elsewhere import external_validation, predicted_as, recall_fal
 from cxrlib.audit.pairs import pair_table
 from cxrlib.audit.retrain import (
     EXPLAINED_VARIANT,
+    HARMONISE_PX,
     ensure_baseline,
     explained_fold,
+    harmonised_levels,
     main_profile,
     run_variant,
     variant_path,
@@ -45,6 +49,8 @@ from cxrlib.audit.store import read_table, write_record, write_table
 from cxrlib.audit.verdict import collect_evidence, verdict_table
 from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
 from cxrlib.core import paths
+from cxrlib.data import dataset
+from cxrlib.data.curate import ensure_curated
 from cxrlib.experiment import cv, results, runs
 from cxrlib.experiment.runs import run_configs, run_name
 
@@ -126,12 +132,27 @@ def masked_step(audit: Audit) -> dict:
                                                        audit.config)})
 
 
+def harmonise_step(audit: Audit) -> dict:
+    """3b. Every image reduced to one common resolution before the letterbox: the disease and
+    the source probe retrained, at each common long side of the audit settings."""
+    levels = {px: (audit.retraining(run), audit.retraining(probe))
+              for px, (run, probe) in harmonised_levels(audit.settings).items()}
+    probe_run = variant_path(audit.run_path, "source-probe")  # trained by probe_step
+    table = harmonised(audit.run_path, probe_run, levels, audit.config)
+    manifest = dataset.read_manifest(ensure_curated(audit.profile, audit.data_dir, log=audit.log))
+    sizes = source_resolutions(manifest, audit.profile.classes, HARMONISE_PX)
+    return audit.store({"harmonised_sources": sizes,
+                        **({"harmonised": table} if not table.empty else {})})
+
+
 def swap_step(audit: Audit) -> dict:
-    """7. The paediatric Normal class against adult NIH "No Finding" images."""
+    """7. The paediatric Normal class against adult NIH "No Finding" images, both runs grouped
+    by patient (so that only the Normal images differ)."""
     swap_run = variant_path(audit.run_path, "adult-normal")  # trained by probe_step
-    if not audit.finished(audit.run_path, swap_run):
+    patient_run = variant_path(audit.run_path, "patient")  # trained by patient_step
+    if not audit.finished(patient_run, swap_run):
         return {}
-    swap, recall = age_swap(audit.run_path, swap_run, audit.config)
+    swap, recall = age_swap(patient_run, swap_run, audit.config)
     return audit.store({"age_swap": swap, "age_swap_recall": recall})
 
 
@@ -140,8 +161,18 @@ def statistics_step(audit: Audit) -> dict:
     (or the same assignment made the same way, when the run has none stored yet); apart, the
     dataset confound of the original files' size."""
     manifest, images = cv.load_dataset(audit.profile, data_dir=audit.data_dir)
-    folds = results.read_folds(audit.run_path) if (audit.run_path / "folds.csv").is_file() \
-        else cv.make_folds(manifest, audit.profile)
+    if (audit.run_path / "folds.csv").is_file():
+        folds = results.read_folds(audit.run_path)
+        # A curated set made later may hold other images (e.g. of a class added since, or
+        # one image excluded by a later rule): the run's own images that it holds.
+        kept = manifest["image_id"].isin(folds["image_id"]).to_numpy()
+        if kept.sum() < len(folds):
+            audit.log(f"[audit] image statistics: {len(folds) - kept.sum()} of the "
+                      f"{len(folds)} images of {audit.run_path.name} are not in the curated set "
+                      f"(curated again since): left out")
+        manifest, images = manifest[kept].reset_index(drop=True), images[kept]
+    else:
+        folds = cv.make_folds(manifest, audit.profile)
     scores, oof = image_statistics(manifest, images, folds, audit.profile.classes)
     tables = {"image_statistics": scores, "image_statistics_predictions": oof}
     confound = dataset_confound(manifest, folds, audit.profile.classes)
@@ -257,7 +288,8 @@ def verdict_step(audit: Audit) -> dict:
 
 #: The audit's steps in order (the retrainings first: the saliency step explains one of them).
 STEPS = (("patient-grouped folds", patient_step), ("source probe", probe_step),
-         ("masked inputs", masked_step), ("age and source swap", swap_step),
+         ("masked inputs", masked_step), ("one resolution", harmonise_step),
+         ("age and source swap", swap_step),
          ("image statistics", statistics_step), ("disease against disease", pairs_step),
          ("saliency", saliency_step),
          ("external data", external_step), ("images from elsewhere", elsewhere_step),

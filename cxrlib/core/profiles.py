@@ -104,6 +104,11 @@ class Profile:
     #: The manifest label whose images form the Normal class: ``"Normal"`` (the paper's
     #: children) or ``"No Finding"`` (adult NIH images: the audit's age and source swap).
     normal_label: str = "Normal"
+    #: Resolution harmonisation (the audit's ``harmonised`` retrainings): when above 0, curation
+    #: first reduces every image whose long side exceeds this many pixels to that long side, and
+    #: only then letterboxes it to ``image_size``, so that every source reaches the model through
+    #: the same resolution (248: the smallest source, NIH's Fibrosis images). 0: off.
+    harmonise_px: int = 0
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)
@@ -139,7 +144,7 @@ class Profile:
 
 
 #: Profile fields that only the audit's retrainings change (see :meth:`Profile.to_dict`).
-AUDIT_FIELDS: tuple[str, ...] = ("target", "input_mask", "normal_label",
+AUDIT_FIELDS: tuple[str, ...] = ("target", "input_mask", "normal_label", "harmonise_px",
                                  "collection_style")
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Profile)}
 
@@ -163,6 +168,8 @@ def _validate(p: Profile) -> Profile:
                          f"'lung_only'")
     if p.normal_label not in ("Normal", "No Finding"):
         raise ValueError(f"profile {p.name!r}: normal_label must be 'Normal' or 'No Finding'")
+    if p.harmonise_px != 0 and p.harmonise_px < 16:
+        raise ValueError(f"profile {p.name!r}: harmonise_px must be 0 (off) or at least 16")
     if p.collection_style not in ("paper", "external"):
         raise ValueError(f"profile {p.name!r}: collection_style must be 'paper' or 'external'")
     if p.image_size < 32:
@@ -270,12 +277,16 @@ class AuditSettings:
     randomisation_images: int = 16
     #: Synthetic "external" images per class (real data: whatever the bundle has unused).
     external_per_class: int = 40
+    #: Common long sides (px) the harmonised retraining and its source probe are repeated at,
+    #: beside 248 (cxrlib.audit.retrain.HARMONISE_PX): at a small image_size, 248 px is finer
+    #: than what the model sees, so a lower common resolution is the stronger test.
+    harmonise_also_px: tuple[int, ...] = ()
 
 
 #: Audit sizes per profile name; profiles not listed get the full audit (every fold).
 AUDIT_SETTINGS: dict[str, AuditSettings] = {
     "tiny": AuditSettings(test_folds=(0,), saliency_per_class=2, randomisation_images=3,
-                          external_per_class=4),
+                          external_per_class=4, harmonise_also_px=(16,)),
     # The default run must stay within 15 minutes on two cores with the audit: its five
     # retrainings cross-validate one of the three test folds.
     "default": AuditSettings(test_folds=(0,), saliency_per_class=8, randomisation_images=12,
@@ -284,7 +295,9 @@ AUDIT_SETTINGS: dict[str, AuditSettings] = {
                                          randomisation_images=12, external_per_class=30),
     # On two CPU cores each retraining's fold takes about four minutes.
     "paper-bundle-cpu": AuditSettings(test_folds=(0,)),
-    "paper-bundle5-cpu": AuditSettings(test_folds=(0,)),
+    # 48 px: the shortest short side curation admits at 64 px (3/4 of it), so every image
+    # reaches the network through the coarsest resolution any of them may have.
+    "paper-bundle5-cpu": AuditSettings(test_folds=(0,), harmonise_also_px=(48,)),
 }
 
 

@@ -10,7 +10,8 @@
    and patient id before the nameless Kaggle copies), then by a seeded hash of the file's path.
    Adding files elsewhere does not reorder a class.
 3. **Examination** (both cores): decode to 8-bit grayscale, letterbox to ``image_size`` (the
-   paper: aspect kept, black padding), and measure the content inside uniform borders.
+   paper: aspect kept, black padding; with ``harmonise_px``, first reduce the long side to
+   that), and measure the content inside uniform borders.
 4. **Exclusions** (first that applies, see :class:`cxrlib.data.screening.Criteria`; notebook 01):
    ``too_small`` (short side below 3/4 of ``image_size``: more upsampling than that invents
    detail), ``multilabel`` (NIH image naming two or more of the four target findings, policy
@@ -91,6 +92,8 @@ def curated_dir_for(profile: Profile, collection_style: str | None = None) -> Pa
             name += f"-{collection_style}"
     else:
         name += f"-ml_{profile.multilabel}"
+    if profile.harmonise_px:
+        name += f"-h{profile.harmonise_px}"
     return paths.curated_root() / f"{name}-v{CURATION_VERSION}"
 
 
@@ -108,14 +111,15 @@ def ensure_curated(profile: Profile, data_dir=None, collection_style: str | None
     if profile.dataset == "synthetic":
         return curate(out, data_dir=None, image_size=profile.image_size, seed=profile.seed,
                       synthetic_per_class=profile.synthetic_per_class,
-                      collection_style=collection_style, log=log)
+                      collection_style=collection_style, harmonise_px=profile.harmonise_px,
+                      log=log)
     data_dir = data_dir or paths.default_data_dir()
     if data_dir is None or not Path(data_dir).is_dir():
         raise SourceError(f"profile {profile.name!r} needs the real data and none was found "
                           f"(CXRLIB_DATA or ../shared/data).\n"
                           f"{missing_data_message(data_dir or paths.root() / 'data' / 'sources')}")
     return curate(out, data_dir=data_dir, image_size=profile.image_size, seed=profile.seed,
-                  multilabel=profile.multilabel, log=log)
+                  multilabel=profile.multilabel, harmonise_px=profile.harmonise_px, log=log)
 
 
 def image_id_for(source: str, orig_path: str) -> str:
@@ -218,6 +222,7 @@ class CurationOptions:
     fault_fraction: float = 0.05
     counts: dict | None = None
     criteria: Criteria = CRITERIA
+    harmonise_px: int = 0  # long side before the letterbox (imaging.harmonise); 0: off
 
     def checked(self) -> CurationOptions:
         """These options with classes and extras as tuples (an extra that is a class dropped);
@@ -231,6 +236,8 @@ class CurationOptions:
             raise ValueError("multilabel must be 'exclude' or 'first'")
         if self.image_size < 16:
             raise ValueError("image_size must be at least 16 px")
+        if self.harmonise_px != 0 and self.harmonise_px < 16:
+            raise ValueError("harmonise_px must be 0 (off) or at least 16 px")
         return replace(self, classes=classes, extras=extras)
 
     def record(self, data_dir) -> dict:
@@ -245,7 +252,9 @@ class CurationOptions:
                     fault_fraction=self.fault_fraction if synthetic else None,
                     extras_max=self.extras_max, counts=self.counts,
                     criteria=asdict(self.criteria),
-                    data_dir=None if synthetic else str(data_dir))
+                    data_dir=None if synthetic else str(data_dir),
+                    # only when on: folders curated before it existed stay byte-identical
+                    **({"harmonise_px": self.harmonise_px} if self.harmonise_px else {}))
 
 
 def curate(out, data_dir=None, options: CurationOptions | None = None, *,
@@ -341,10 +350,6 @@ def _manifest(cands: pd.DataFrame, found: Examination, rows_in: list[int],
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS) + list(CURATION_COLUMNS))
 
 
-def _reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0]
-
-
 def _class_counts(cands, manifest, found: Examination, targets, unreadable,
                   synthetic: bool) -> dict:
     """Per class: the paper's count, the target, what was available, examined, included,
@@ -354,7 +359,7 @@ def _class_counts(cands, manifest, found: Examination, targets, unreadable,
     for label in dict.fromkeys(cands["label"]):
         m = manifest[manifest["label"] == label]
         included = int((m["excluded"] == "").sum())
-        reasons = m.loc[m["excluded"] != "", "excluded"].map(_reason_kind).value_counts()
+        reasons = m.loc[m["excluded"] != "", "excluded"].str.split(":").str[0].value_counts()
         counts[label] = {
             "paper": paper.get(label), "target": targets[label] if targets[label] < 10 ** 9
             else None, "available": int((cands["label"] == label).sum()),

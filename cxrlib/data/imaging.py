@@ -186,6 +186,15 @@ def resize_keep_aspect(gray: np.ndarray, long_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(gray).resize(size, Image.LANCZOS, reducing_gap=3.0))
 
 
+def harmonise(gray: np.ndarray, long_side: int) -> np.ndarray:
+    """The image reduced (Lanczos, aspect kept) so that its long side is at most ``long_side``
+    (0: unchanged). Smaller images are left as they are: harmonising never invents detail, it
+    takes away what only some sources have."""
+    if long_side <= 0 or max(gray.shape) <= long_side:
+        return gray
+    return resize_keep_aspect(gray, long_side)
+
+
 def letterbox(gray: np.ndarray, size: int) -> np.ndarray:
     """The paper's geometry: aspect ratio kept, centred on a black ``size`` x ``size`` square."""
     content = resize_keep_aspect(gray, size)

@@ -70,7 +70,7 @@ class Examination:
 
 def examine(task: tuple) -> dict:
     """Decode (or render) one candidate, letterbox and measure it. Pure; bad data -> "error"."""
-    index, path, recipe, image_size, jpeg_quality = task
+    index, path, recipe, image_size, jpeg_quality, harmonise_px = task
     try:
         if recipe is not None:
             gray = render(recipe)
@@ -85,7 +85,9 @@ def examine(task: tuple) -> dict:
     top, bottom, left, right = imaging.content_box(small)
     content = small[top:bottom, left:right]
     quality = imaging.measure_quality(content)
-    curated = imaging.letterbox(gray, image_size)
+    # Harmonising changes only the stored pixels: the measures, hashes and so the selection are
+    # those of the unharmonised image, and a harmonised folder holds the same images.
+    curated = imaging.letterbox(imaging.harmonise(gray, harmonise_px), image_size)
     jpeg = imaging.encode_jpeg(curated, jpeg_quality)
     cw = round((right - left) * gray.shape[1] / small.shape[1])
     ch = round((bottom - top) * gray.shape[0] / small.shape[0])
@@ -304,7 +306,7 @@ def examine_enough(cands: pd.DataFrame, labels: list[str], targets: dict[str, in
         todo = [i for lab in labels
                 for i in cands.index[cands["label"] == lab][:budget[lab]] if i not in examined]
         tasks = [(i, cands.at[i, "path"] or None, cands.at[i, "recipe"], options.image_size,
-                  options.jpeg_quality) for i in todo]
+                  options.jpeg_quality, options.harmonise_px) for i in todo]
         for r in run_examination(tasks, workers, log):
             examined[r.pop("index")] = r
         ok, pairs, groups = find_duplicates(cands, examined, options.criteria)
