@@ -527,3 +527,25 @@ def test_the_audit_notebook_shows_the_stored_tables(audited):
         assert column in shown, column
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(figures) >= 4, "masked inputs, mean maps, examples, randomisation"
+
+
+def test_controls_are_stored_with_the_verdict_and_a_run_cannot_be_its_own_control(audited):
+    # The tiny run's results store holds no control runs: every test is "not run", and the
+    # verdict counts none of them.
+    stored = store.read_table(audited, "controls")
+    assert list(stored["test"]) == controls.all_test_names()
+    assert set(stored["status"]) == {"not run", "no control available"}
+    assert verdict.collect_evidence(audited)["controls"] == dict(
+        zip(stored["test"], stored["status"]))
+    # A run as its own negative control: a test that fires fires on both, one that does not
+    # fires on neither; no test passes.
+    table = controls.control_table(audited, audited).set_index("test")
+    assert "passed" not in set(table["status"])
+    ran = table[table["positive"] != "no result"]
+    assert not ran.empty and (ran["positive"] == ran["negative"]).all()
+    assert set(ran["status"]) <= {"failed", "no control available"}
+    confound = store.read_table(audited, "dataset_confound")
+    assert set(confound["features"]) == {"original size"}
+    models = set(store.read_table(audited, "pairs")["model"])
+    assert {"image statistics (gradient boosting)",
+            "dataset confound (gradient boosting)"} <= models

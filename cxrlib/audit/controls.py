@@ -34,7 +34,8 @@ NO_CONTROL: dict[str, str] = {
         "data have no such sources"),
 }
 COLUMNS = ("test", "positive", "negative", "status", "reason", "positive_figures",
-           "negative_figures", "positive_run", "negative_run")
+           "negative_figures", "positive_run", "negative_run", "positive_network",
+           "negative_network")
 
 
 def all_test_names() -> list[str]:
@@ -47,12 +48,17 @@ def control_runs(results_root: str | Path) -> tuple[Path, Path]:
     return Path(results_root) / POSITIVE, Path(results_root) / NEGATIVE
 
 
-def results_of(run_path: str | Path) -> dict[str, tuple[bool | None, str]]:
-    """Each shortcut test's (fired?, figures) on a run's stored audit; empty if no run."""
+def results_of(run_path: str | Path) -> tuple[dict[str, tuple[bool | None, str]], str]:
+    """Each shortcut test's (fired?, figures) on a run's stored audit (empty if no run), and
+    its network's accuracy against chance, in words."""
     if not (Path(run_path) / "profile.json").is_file():
-        return {}
+        return {}, "no run"
+    evidence = collect_evidence(run_path)
+    network, chance = evidence.get("accuracy"), evidence.get("chance")
+    skill = "n/a" if network is None or chance is None else \
+        f"{network.text()} (chance {100 * chance.value:.1f}%)"
     return {name: (fired, figures)
-            for name, fired, figures in shortcut_tests(collect_evidence(run_path))}
+            for name, fired, figures in shortcut_tests(evidence)}, skill
 
 
 def _word(fired: bool | None) -> str:
@@ -78,7 +84,8 @@ def _status(name: str, positive: bool | None, negative: bool | None) -> tuple[st
 def control_table(positive_path: str | Path, negative_path: str | Path) -> pd.DataFrame:
     """One row per shortcut test: its result on both controls and its status (passed,
     failed, not run, no control available) with the reason and the figures it read."""
-    positive, negative = results_of(positive_path), results_of(negative_path)
+    (positive, positive_skill), (negative, negative_skill) = (results_of(positive_path),
+                                                              results_of(negative_path))
     rows = []
     for name in all_test_names():
         (p, p_figures), (n, n_figures) = (positive.get(name, (None, "n/a")),
@@ -87,7 +94,8 @@ def control_table(positive_path: str | Path, negative_path: str | Path) -> pd.Da
         rows.append({"test": name, "positive": _word(p), "negative": _word(n),
                      "status": status, "reason": reason, "positive_figures": p_figures,
                      "negative_figures": n_figures, "positive_run": Path(positive_path).name,
-                     "negative_run": Path(negative_path).name})
+                     "negative_run": Path(negative_path).name,
+                     "positive_network": positive_skill, "negative_network": negative_skill})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
