@@ -279,6 +279,13 @@ def swap_numbers(run_path: Path) -> dict:
                 swap, where, column, f"{column}_low", f"{column}_high"))
         n[f"audit_swap_fall_{key}_text"] = _points(table_figure(swap, where, "difference",
                                                                 "diff_low", "diff_high"))
+    # The NIH disease classes, which share their collection with the adult Normal images.
+    recall = read_table(run_path, "age_swap_recall")
+    for name in ("Effusion", "Fibrosis"):
+        for side in ("paediatric", "adult"):
+            found = table_figure(recall, {"class": name}, f"{side}_normal")
+            n[f"audit_swap_{name.lower()}_{side}_text"] = _share(
+                None if found is None else found.value, 1)
     return n
 
 

@@ -17,8 +17,9 @@ from cxrlib.analysis import explain
 from cxrlib.core.profiles import AuditSettings, Profile, audit_settings, get_profile
 from cxrlib.experiment import cv, results, runs
 
-#: The long side every image is reduced to in the harmonised retrainings: that of the smallest
-#: real source (NIH's Fibrosis images, 248 px; PROVENANCE.md).
+#: The long side every image is reduced to in the harmonised retrainings: NIH's smallest images
+#: (its Fibrosis images, 248 px; PROVENANCE.md). Kermany's squashed 224 px copies are smaller
+#: and stay as they are (harmonising never enlarges).
 HARMONISE_PX = 248
 #: The retrainings: the profile changes each makes (the configuration is the audit's). The
 #: adult-normal swap is grouped by patient (NIH patients have several images) and is compared

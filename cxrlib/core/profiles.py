@@ -107,7 +107,7 @@ class Profile:
     #: Resolution harmonisation (the audit's ``harmonised`` retrainings): when above 0, curation
     #: first reduces every image whose long side exceeds this many pixels to that long side, and
     #: only then letterboxes it to ``image_size``, so that every source reaches the model through
-    #: the same resolution (248: the smallest source, NIH's Fibrosis images). 0: off.
+    #: the same resolution at most (248: NIH's smallest images, its Fibrosis ones). 0: off.
     harmonise_px: int = 0
 
     def replace(self, **changes) -> "Profile":
