@@ -224,3 +224,20 @@ def variants_table() -> pd.DataFrame:
     return pd.DataFrame([{"suffix": f"-{v}", "settings changed": ", ".join(
         f"{k} = {val}" for k, val in changes.items())} for v, changes in VARIANTS.items()]
     ).set_index("suffix")
+
+
+
+def markdown_table(frame: pd.DataFrame, code: tuple[str, ...] = ()) -> str:
+    """A small table as Markdown (its cells wrap on the page, unlike pandas' HTML), the index
+    as the first column; the ``code`` columns in code font."""
+    frame = frame.reset_index()
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(_markdown_cell(row[c], c in code) for c in frame.columns) + " |"
+              for _, row in frame.iterrows()]
+    return "\n".join(lines)
+
+
+def _markdown_cell(value, code: bool) -> str:
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return f"`{text}`" if code and text else text
