@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import write_fold
 
@@ -160,3 +161,11 @@ def test_reproduction_commands_need_no_shared_bundle():
     for run in ("paper-bundle", "paper-bundle5-cpu"):
         assert f"--profile {run} --data data/sources" in text
     assert "--set grouping=patient" in text
+
+
+def test_markdown_table_keeps_every_cell_and_escapes_pipes():
+    frame = pd.DataFrame({"a": ["x|y", ""], "b": [1, 2]}, index=pd.Index(["r1", "r2"], name="run"))
+    lines = chapters.markdown_table(frame, code=("run", "a")).splitlines()
+    assert lines[0] == "| run | a | b |" and len(lines) == 4
+    assert lines[2] == "| `r1` | `x\\|y` | 1 |"
+    assert lines[3] == "| `r2` |  | 2 |"
