@@ -311,10 +311,10 @@ BUNDLE_ORIGINS: dict[str, dict[str, str]] = {
         "licence": "CC BY 4.0 (the dataset, Mendeley Data doi:10.17632/rscbjbr9sj.2)"},
     "nih": {
         "holds": "NIH ChestX-ray14 images under their NIH names, with NIH's label rows",
-        "repository": "mlmed/torchxrayvision (labels); images from several public copies, "
-                      "most from katir4567/fibrosis",
-        "commit": "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5 (labels); "
-                  "d5d15510b22c997f45ad17f403ded30b7a56ac0c (katir4567/fibrosis)",
+        "repository": "mlmed/torchxrayvision (the label table) and katir4567/fibrosis (most "
+                      "images; the rest from several smaller public copies)",
+        "commit": "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5 and "
+                  "d5d15510b22c997f45ad17f403ded30b7a56ac0c respectively",
         "licence": "NIH Clinical Center: unrestricted use with citation"},
     "nih_rxtorax": {
         "holds": "NIH single-label Effusion and No Finding images whose NIH names were lost "
@@ -350,8 +350,10 @@ def _public_download(folder: str) -> str:
                 f"{', '.join(sizes)}{' each' if many else ''}) from "
                 f"{urlparse(files[-1].url).netloc}")
     if folder == "nih_rxtorax":
-        return "none: with the full NIH download, curation draws these classes from nih/"
-    return (f"none (external validation only): git clone https://github.com/"
+        return "nothing to fetch, since with the full NIH download curation draws these " \
+            "classes from nih/"
+    return (f"not fetched by the download command (external validation only), "
+            f"git clone https://github.com/"
             f"{BUNDLE_ORIGINS[folder]['repository']}, commit "
             f"{BUNDLE_ORIGINS[folder]['commit'][:12]}")
 
