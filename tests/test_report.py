@@ -383,11 +383,13 @@ def execute(nb, cwd, env_vars, monkeypatch):
 
 
 def outputs_of(nb) -> tuple[str, int]:
-    """All text the notebook showed (errors would have raised) and how many images."""
+    """All text the notebook showed (errors would have raised) and how many images, glued
+    ones (stored as ``application/papermill.record/<mime>``) included."""
     text, images = [], 0
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            data = out.get("data", {})
+            data = {key.rsplit("papermill.record/", 1)[-1]: value
+                    for key, value in out.get("data", {}).items()}
             images += "image/png" in data
             text.append(data.get("text/markdown", "") + data.get("text/html", "")
                         + "".join(out.get("text", "")))
@@ -432,7 +434,7 @@ def test_book_chapters_execute(stores, run, monkeypatch):
         assert len(glued) > 100, chapter
         if run == "paper-bundle":
             assert images >= 5 and "<table" in text, chapter
-            assert ("--configs fine_tune_11" if chapter == "results" else "443 / ") in text
+            assert ("--configs fine_tune_11" if chapter == "results" else "443 (97%)") in text
         else:
             assert ("no finished folds" if chapter == "results"
                     else "No finished folds yet (Off-the-shelf features") in text, chapter
@@ -488,7 +490,8 @@ def test_differences_from_the_paper_in_words(stores, tmp_path, monkeypatch):
     numbers = glue.difference_numbers(stores["bundle"], n_boot=50)
     ours = tables.config_summary(stores["bundle"], "from_scratch", 50).set_index("metric")
     gap = 100 * ours.loc["acc_2class", "value"] - 99.18
-    assert numbers["gap_from_scratch_acc_2class_text"].startswith(f"{gap:+.2f} percentage")
+    assert numbers["gap_from_scratch_acc_2class_text"].startswith(f"{gap:+.1f} percentage")
+    assert f", {N_FOLDS} of {N_FOLDS} folds, against" in numbers["gap_from_scratch_acc_2class_text"]
     assert numbers["gap_off_the_shelf_specificity_text"] == "not printed by the paper"
     assert numbers["gap_missing_classes_text"] == "Edema, Emphysema, Fibrosis"
     assert numbers["gap_covid_count_text"].startswith("unknown")  # no manifest stored
