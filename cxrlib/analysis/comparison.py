@@ -183,9 +183,7 @@ def _figures_comparison(run_path: Path, n: int, n_boot: int, seed: int) -> pd.Da
             elif reported is None:
                 note = _join_caveats(PAPER_BLANK, note)
             base_ours, base_paper = baselines(run_path, metric)
-            label = METRIC_LABELS[metric]
-            if metric == "acc_7class" and n_classes != len(paper.CLASSES):
-                label += f" (ours: {n_classes}-class)"
+            label = metric_header(metric, n_classes)
             restricted = restricted_figure(run_path, config, metric)
             if n_classes != len(paper.CLASSES) and math.isnan(restricted):
                 note = _join_caveats(note, NO_RESTRICTED if config.startswith("fine_tune")
