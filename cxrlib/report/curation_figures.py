@@ -340,12 +340,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _public_download(folder: str) -> str:
-    """What ``python -m cxrlib download`` fetches in place of a bundle folder."""
+    """What ``python -m cxrlib download`` fetches in place of a bundle folder (Markdown)."""
     if folder in download.REMOTES:
         files = download.REMOTES[folder]
         sizes = sorted({r.size_note for r in files})
         many = len(files) > 1
-        return (f"python -m cxrlib download --source {folder}: {len(files)} file"
+        return (f"`python -m cxrlib download --source {folder}`: {len(files)} file"
                 f"{'s' if many else ''} ({files[0].filename}{', ...' if many else ''}; "
                 f"{', '.join(sizes)}{' each' if many else ''}) from "
                 f"{urlparse(files[-1].url).netloc}")
@@ -353,8 +353,7 @@ def _public_download(folder: str) -> str:
         return "nothing to fetch, since with the full NIH download curation draws these " \
             "classes from nih/"
     return (f"not fetched by the download command (external validation only), "
-            f"git clone https://github.com/"
-            f"{BUNDLE_ORIGINS[folder]['repository']}, commit "
+            f"`git clone https://github.com/{BUNDLE_ORIGINS[folder]['repository']}`, commit "
             f"{BUNDLE_ORIGINS[folder]['commit'][:12]}")
 
 
