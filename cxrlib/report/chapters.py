@@ -226,7 +226,6 @@ def variants_table() -> pd.DataFrame:
     ).set_index("suffix")
 
 
-
 def markdown_table(frame: pd.DataFrame, code: tuple[str, ...] = ()) -> str:
     """A small table as Markdown (its cells wrap on the page, unlike pandas' HTML), the index
     as the first column; the ``code`` columns in code font."""
