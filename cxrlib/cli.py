@@ -197,7 +197,7 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, selection=False)
     parser.add_argument("--no-train", action="store_true",
                         help="analyse only the folds already stored (e.g. real-data "
-                             "retrainings made on a GPU with scripts/gpu_audit.sh); train "
+                             "retrainings made on another machine and stored); train "
                              "nothing")
 
 
