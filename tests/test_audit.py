@@ -549,3 +549,21 @@ def test_controls_are_stored_with_the_verdict_and_a_run_cannot_be_its_own_contro
     models = set(store.read_table(audited, "pairs")["model"])
     assert {"image statistics (gradient boosting)",
             "dataset confound (gradient boosting)"} <= models
+
+
+def test_lateral_views_are_set_aside_and_reported_apart(tmp_path):
+    """A network trained on frontal views only is compared on frontal external images; the
+    lateral ones are counted and scored apart."""
+    run = tmp_path / "r"
+    pred = pd.DataFrame({"image_id": ["a", "b", "c", "d"], "fold": 0,
+                         "label": ["COVID-19", "COVID-19", "Normal", "Normal"],
+                         "patient_id": list("pqrs"), "source": "cohen",
+                         "p_COVID-19": [0.9, 0.2, 0.1, 0.3], "p_Normal": [0.1, 0.8, 0.9, 0.7],
+                         "view": ["PA", "L", "", "L"]})
+    assert list(external.frontal(pred)["image_id"]) == ["a", "c"]
+    assert external.frontal(pred.drop(columns="view")).shape[0] == 4
+    store.write_table(run, "external_predictions", pred)
+    assert external.lateral_recall(run) == (2, 0.5)
+    assert numbers.lateral_numbers(run)["audit_external_lateral"] == 2
+    store.write_table(run, "external_predictions", pred.drop(columns="view"))
+    assert external.lateral_recall(run) == (0, None)

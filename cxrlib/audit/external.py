@@ -23,6 +23,10 @@ from cxrlib.data.sources import read_sources
 from cxrlib.experiment import cv
 from cxrlib.experiment.runs import fold_classes
 
+#: The view code of a lateral radiograph (Cohen's metadata): curation keeps frontal views only,
+#: so a network never trained on a lateral one; the comparison sets them aside (they would
+#: measure a change of view, not of images) and reports their recall apart.
+LATERAL = "L"
 SYNTHETIC_KIND = "another collection (synthetic-external: same signs, no collection cues)"
 REAL_KIND = ("the same collections: images no run trained on (the shared bundle holds no "
              "other collection)")
@@ -109,10 +113,37 @@ def external_evaluation(run_path: str | Path, config: str, fold: int,
     pred = cv.predictions_table(rows.assign(source=rows.get("source", "external"),
                                             patient_id=rows.get("patient_id", "")),
                                 fold, probabilities, classes)
+    pred["view"] = rows.get("view", pd.Series("", index=rows.index)).fillna("").to_numpy()
+    return external_comparison(run_path, config, fold, pred, n_boot, seed), pred
+
+
+def frontal(pred: pd.DataFrame) -> pd.DataFrame:
+    """The external predictions without lateral views (all of them where no view is known)."""
+    views = pred.get("view", pd.Series("", index=pred.index)).fillna("")
+    return pred[views != LATERAL]
+
+
+def external_comparison(run_path: str | Path, config: str, fold: int, pred: pd.DataFrame,
+                        n_boot: int = N_BOOT, seed: int = SEED) -> pd.DataFrame:
+    """The fold's own test images against the external frontal images (:func:`frontal`)."""
     internal = predictions(run_path, config, [fold])
-    table = compare(internal, pred, "internal", "external", n_boot, seed)
+    table = compare(internal, frontal(pred), "internal", "external", n_boot, seed)
     table["run"], table["fold"] = Path(run_path).name, fold
-    return table, pred
+    return table
+
+
+def restore_views(stored: pd.DataFrame, data_dir: str | Path) -> pd.DataFrame:
+    """Stored external predictions of real images made before views were kept, with each
+    image's view read again from the bundle's tables (by file name and label)."""
+    candidates = read_sources(data_dir, lateral=True, problems=[])
+    ids = "unused-" + candidates["orig_path"].map(lambda p: Path(p).stem)
+    views = dict(zip(zip(ids, candidates["label"]), candidates["view"]))
+    keys = list(zip(stored["image_id"], stored["label"]))
+    missing = [image for image, key in zip(stored["image_id"], keys) if key not in views]
+    if missing:
+        raise ValueError(f"{len(missing)} stored external images (e.g. {missing[0]}) are not "
+                         f"in the bundle's tables: cannot restore their views")
+    return stored.assign(view=[views[key] or "" for key in keys])
 
 
 def external_record(external: pd.DataFrame, kind: str, same_collections: bool,
@@ -123,6 +154,7 @@ def external_record(external: pd.DataFrame, kind: str, same_collections: bool,
     by_view = external.groupby([external["label"], views]).size()
     new = external.get("new_patient", pd.Series(True, index=external.index))
     return {"kind": kind, "same_collections": same_collections, "images": int(len(external)),
+            "lateral": int((views == LATERAL).sum()),
             "by_class": external["label"].value_counts().to_dict(),
             "by_class_and_view": {f"{c} ({v})": int(n) for (c, v), n in by_view.items()},
             "new_patients": int(new.sum()), "run": Path(weights_run).name, "config": config,
@@ -131,7 +163,7 @@ def external_record(external: pd.DataFrame, kind: str, same_collections: bool,
 
 def external_recall(run_path: str | Path) -> pd.DataFrame | None:
     """Per class: images and recall on the trained fold's own test fold and on the external
-    images (from the stored external evaluation), and for real data the views of the latter."""
+    frontal images (from the stored external evaluation; lateral views: :func:`lateral_recall`)."""
     record = read_record(run_path, "external")
     external = read_table(run_path, "external_predictions")
     if record is None or external is None:
@@ -139,7 +171,7 @@ def external_recall(run_path: str | Path) -> pd.DataFrame | None:
     internal = predictions(Path(run_path).parent / record["run"],
                            record.get("config", "from_scratch"), [record["fold"]])
     rows = {}
-    for name, pred in (("internal", internal), ("external", external)):
+    for name, pred in (("internal", internal), ("external", frontal(external))):
         if pred.empty:
             continue
         recall = metrics.per_class(pred, metrics.classes_of(pred))
@@ -148,3 +180,15 @@ def external_recall(run_path: str | Path) -> pd.DataFrame | None:
     table = pd.DataFrame(rows)
     table.index.name = "class"
     return table.reset_index()
+
+
+def lateral_recall(run_path: str | Path) -> tuple[int, float | None]:
+    """The stored external lateral views: how many, and the share of them predicted right."""
+    external = read_table(run_path, "external_predictions")
+    if external is None or "view" not in external:
+        return 0, None
+    lateral = external[external["view"].fillna("") == LATERAL]
+    if lateral.empty:
+        return 0, None
+    right = metrics.predicted_labels(lateral, metrics.classes_of(lateral)) == lateral["label"]
+    return int(len(lateral)), float(right.mean())

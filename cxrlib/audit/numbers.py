@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlib.audit.elsewhere import HANNOVER, NIH_NORMAL, NIH_PNEUMONIA
+from cxrlib.audit.external import lateral_recall
 from cxrlib.audit.pairs import PAIRS
 from cxrlib.audit.retrain import HARMONISE_PX
 from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
@@ -263,7 +264,16 @@ def external_numbers(run_path: Path) -> dict:
         "audit_external_kind": record.get("kind", NOT_RUN),
         "audit_external_images": record.get("images", 0),
         "audit_external_views_text": ", ".join(f"{k}: {v}" for k, v in views.items()) or NOT_RUN,
+        **lateral_numbers(run_path),
     }
+
+
+def lateral_numbers(run_path: Path) -> dict:
+    """6a. The lateral views set aside from the external comparison, and their recall."""
+    count, recall = lateral_recall(run_path)
+    return {"audit_external_lateral": count,
+            "audit_external_lateral_recall_text": "none" if recall is None else
+            f"{100 * recall:.1f}% of {count} predicted right"}
 
 
 def swap_numbers(run_path: Path) -> dict:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from cxrlib.analysis import explain
 from cxrlib.audit.controls import NEGATIVE_OF, control_runs, control_table
+from cxrlib.audit.elsewhere import external_validation, predicted_as, recall_falls
 from cxrlib.audit.experiments import (
     age_swap,
     harmonised,
@@ -28,8 +29,14 @@ from cxrlib.audit.experiments import (
     strategy_differences,
     within_collection,
 )
-from cxrlib.audit.external import external_evaluation, external_images, external_record
-from cxrlib.audit.elsewhere import external_validation, predicted_as, recall_falls
+from cxrlib.audit.external import (
+    LATERAL,
+    external_comparison,
+    external_evaluation,
+    external_images,
+    external_record,
+    restore_views,
+)
 from cxrlib.audit.pairs import pair_table
 from cxrlib.audit.retrain import (
     EXPLAINED_VARIANT,
@@ -45,10 +52,10 @@ from cxrlib.audit.retrain import (
 from cxrlib.audit.saliency import saliency_audit, saliency_summary
 from cxrlib.audit.scoring import predictions
 from cxrlib.audit.statistics import dataset_confound, image_statistics
-from cxrlib.audit.store import read_table, write_record, write_table
+from cxrlib.audit.store import read_record, read_table, write_record, write_table
 from cxrlib.audit.verdict import collect_evidence, verdict_table
-from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
 from cxrlib.core import paths
+from cxrlib.core.profiles import AuditSettings, Profile, audit_settings
 from cxrlib.data import dataset
 from cxrlib.data.curate import ensure_curated
 from cxrlib.experiment import cv, results, runs
@@ -225,10 +232,11 @@ def saliency_step(audit: Audit) -> dict:
 
 
 def external_step(audit: Audit) -> dict:
-    """6. The explained fold's network on external images, beside its own test fold."""
+    """6. The explained fold's network on external images, beside its own test fold (without
+    kept weights: the stored evaluation again, lateral views set aside)."""
     explained = _explained(audit)
     if explained is None:
-        return {}
+        return _stored_external(audit)
     weights_run, fold = explained
     external, images, kind, same = external_images(
         audit.profile, audit.settings.external_per_class, audit.data_dir)
@@ -237,6 +245,23 @@ def external_step(audit: Audit) -> dict:
     write_record(audit.run_path, "external", external_record(external, kind, same, weights_run,
                                                              audit.config, fold))
     return audit.store({"external": comparison, "external_predictions": external_predictions})
+
+
+def _stored_external(audit: Audit) -> dict:
+    """The stored external evaluation of a real run, compared again on frontal views (the
+    views restored from the bundle when it was stored without them)."""
+    stored, record = read_table(audit.run_path, "external_predictions"), \
+        read_record(audit.run_path, "external")
+    if stored is None or record is None or audit.profile.dataset != "real":
+        return {}
+    if "view" not in stored:
+        data_dir = Path(audit.data_dir) if audit.data_dir else paths.default_data_dir()
+        stored = restore_views(stored, data_dir)
+        record["lateral"] = int((stored["view"] == LATERAL).sum())
+        write_record(audit.run_path, "external", record)
+    weights_run = audit.run_path.parent / record["run"]
+    comparison = external_comparison(weights_run, record["config"], record["fold"], stored)
+    return audit.store({"external": comparison, "external_predictions": stored})
 
 
 def elsewhere_step(audit: Audit) -> dict:

@@ -18,22 +18,22 @@ from matplotlib.ticker import MaxNLocator
 
 from cxrlib.analysis.comparison import (
     BLOCK_METRICS,
-    TABLE_METRICS_SHOWN,
-    TABLE_TITLES,
-    blocks_table,
-    comparability,
     FIGURE_TABLES,
     SEVEN_CLASS_MATRICES,
+    TABLE_METRICS_SHOWN,
+    TABLE_TITLES,
     TWO_CLASS_MATRICES,
+    blocks_table,
+    comparability,
     comparison_matrices,
     comparison_table,
     display_comparison,
     display_matrix,
     fine_tune_blocks,
-    runs_with_fine_tuning,
     metric_header,
     overview_table,
     paper_figure,
+    runs_with_fine_tuning,
 )
 from cxrlib.analysis.tables import (
     BOOTSTRAP_REPLICATES,

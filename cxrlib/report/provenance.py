@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrlib.audit.retrain import VARIANTS, variant_path
 from cxrlib.core import paths
 from cxrlib.core.env import cpu_description, git_commit
 from cxrlib.core.profiles import PROFILES, audit_settings
-from cxrlib.audit.retrain import VARIANTS, variant_path
 from cxrlib.data import download
 from cxrlib.data.curate import curated_dir_for
 from cxrlib.experiment import results, runs
