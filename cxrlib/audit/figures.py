@@ -104,17 +104,20 @@ def _lung_outline(ax, size: int) -> None:
 def mean_maps_figure(map_table: pd.DataFrame, size: int = 64):
     """Each class's mean Grad-CAM map (no image in it), with the nominal lung fields outlined."""
     names = list(dict.fromkeys(map_table["label"]))
-    fig, axes = _new_figure(1, len(names), figsize=(1.7 * len(names), 2.1), squeeze=False)
+    fig, axes = _new_figure(1, len(names), figsize=(1.7 * len(names) + 0.8, 2.2),
+                            squeeze=False, layout="constrained")
     maps = upsample(stored_maps(map_table).astype(np.float32), size)
     for ax, name in zip(axes[0], names):
         mean = maps[(map_table["label"] == name).to_numpy()].mean(axis=0)
-        ax.imshow(mean, cmap="jet", vmin=0, vmax=max(1e-6, float(mean.max())))
+        shown = ax.imshow(mean / max(1e-6, float(mean.max())), cmap="jet", vmin=0, vmax=1)
         _lung_outline(ax, size)
         ax.set_title(f"{name} (n={int((map_table['label'] == name).sum())})", fontsize=8)
         ax.axis("off")
+    bar = fig.colorbar(shown, ax=axes[0].tolist(), shrink=0.8)
+    bar.set_label("share of the map's largest weight", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle("Mean Grad-CAM map per class (dashed: lung fields of a full-frame image)",
                  fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from cxrlib.audit.elsewhere import HANNOVER, NIH_NORMAL, NIH_PNEUMONIA
 from cxrlib.audit.external import lateral_recall
 from cxrlib.audit.pairs import PAIRS
-from cxrlib.audit.retrain import HARMONISE_PX
+from cxrlib.audit.retrain import HARMONISE_PX, VARIANTS, variant_path
 from cxrlib.audit.store import AUDIT_FOLDER, audit_dir, read_record, read_table
 from cxrlib.audit.verdict import (
     CANNOT_TELL,
@@ -92,11 +92,24 @@ def folds_numbers(run_path: Path) -> dict:
         return {"audit_folds_text": "no run yet", "audit_config": "from_scratch",
                 "audit_run": run_path.name, "audit_profile": "PROFILE"}
     folds = audit_settings(profile).test_folds
-    text = f"all {profile.n_folds} test folds" if folds is None else (
+    text = f"all {profile.n_folds} test folds{_partial_retrainings(run_path, profile)}" \
+        if folds is None else (
         f"test fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of "
         f"{profile.n_folds} (to keep the run within its time budget on a CPU)")
     return {"audit_folds_text": text, "audit_config": audit_settings(profile).config,
             "audit_run": run_path.name, "audit_profile": profile.name}
+
+
+def _partial_retrainings(run_path: Path, profile) -> str:
+    """Where a full audit's stored retrainings lack folds: ', except ...' naming them."""
+    config = audit_settings(profile).config
+    partial = []
+    for variant in VARIANTS:
+        path = variant_path(run_path, variant)
+        done = len(results.done_folds(path, config)) if (path / "profile.json").is_file() else 0
+        if 0 < done < profile.n_folds:
+            partial.append(f"{path.name}, {done} of {profile.n_folds}")
+    return f" where stored (partial: {'; '.join(partial)})" if partial else ""
 
 
 def patient_numbers(run_path: Path) -> dict:
