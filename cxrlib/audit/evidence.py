@@ -39,6 +39,13 @@ class Figure:
             f" [{100 * self.low:.1f}, {100 * self.high:.1f}]"
         return f"{100 * self.value:.1f}{unit}{interval}"
 
+    def auc_text(self) -> str:
+        """An AUC as it is: ``"0.705 [0.665, 0.746]"``."""
+        if math.isnan(self.value):
+            return "n/a"
+        interval = "" if math.isnan(self.low) else f" [{self.low:.3f}, {self.high:.3f}]"
+        return f"{self.value:.3f}{interval}"
+
 
 def table_figure(table: pd.DataFrame | None, where: dict, value="value", low="ci_low",
                  high="ci_high") -> Figure | None:

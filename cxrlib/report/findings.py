@@ -59,9 +59,7 @@ def _figure(figure: Figure | None, unit: str = "%") -> str:
 
 
 def _auc(figure: Figure | None) -> str:
-    if figure is None or math.isnan(figure.value):
-        return NOT_RUN
-    return f"{figure.value:.3f} [{figure.low:.3f}, {figure.high:.3f}]"
+    return NOT_RUN if figure is None or math.isnan(figure.value) else figure.auc_text()
 
 
 def label(config: str) -> str:
